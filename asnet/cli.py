@@ -1,0 +1,93 @@
+"""`asnet` command line: every Snakemake rule's work, reachable by hand.
+
+    asnet prepare  --dataset synthetic           # generate (synthetic) + per-split manifests
+    asnet manifest --dataset ucf101 --root DIR --splits DIR --split 1 --out m.csv
+    asnet extract  --dataset synthetic           # decode videos into the frame store
+    asnet train    --dataset synthetic --split 1 --variant asnet
+    asnet evaluate --dataset synthetic --split 1 --variant asnet
+    asnet table6                                 # results/table6.{tex,csv}
+
+Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from asnet.config import ConfigError, load_config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="config file (default: config/config.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set preset=tiny --set train.epochs=3")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name in ("prepare", "extract"):
+        p = sub.add_parser(name, help=f"{name} a configured dataset")
+        p.add_argument("--dataset", required=True)
+        _common(p)
+    for name in ("train", "evaluate"):
+        p = sub.add_parser(name, help=f"{name} one (dataset, split, variant) run")
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--split", type=int, required=True)
+        p.add_argument("--variant", required=True)
+        _common(p)
+    p = sub.add_parser("table6", help="aggregate evaluated runs into results/table6.{tex,csv}")
+    p.add_argument("--out", type=Path, default=Path("results/table6.tex"))
+    _common(p)
+
+    p = sub.add_parser("manifest", help="build one split's manifest CSV from official split lists")
+    p.add_argument("--dataset", required=True, choices=["ucf101", "hmdb51", "synthetic"])
+    p.add_argument("--root", type=Path, default=None, help="folder of <Class>/<video> files (checked when given)")
+    p.add_argument("--splits", type=Path, required=True, help="folder of the official split lists")
+    p.add_argument("--split", type=int, required=True, choices=[1, 2, 3])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--allow-missing", action="store_true", help="report and drop listed videos that are missing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from asnet import stages
+
+    try:
+        if args.command == "manifest":
+            from asnet.data.splits import build_manifest, write_manifest
+
+            df = build_manifest(args.dataset, args.root, args.splits, args.split, allow_missing=args.allow_missing)
+            write_manifest(df, args.out)
+            counts = df["subset"].value_counts().to_dict()
+            print(f"{args.out}: {counts.get('train', 0)} train / {counts.get('test', 0)} test videos, "
+                  f"{df['label'].nunique()} classes")
+            return 0
+        cfg = load_config(args.config, args.overrides)
+        progress = not args.no_progress
+        if args.command == "prepare":
+            for p in stages.prepare(cfg, args.dataset, progress):
+                print(p)
+        elif args.command == "extract":
+            stages.extract(cfg, args.dataset, progress)
+        elif args.command == "train":
+            print(stages.train(cfg, args.dataset, args.split, args.variant, progress))
+        elif args.command == "evaluate":
+            print(stages.evaluate(cfg, args.dataset, args.split, args.variant, progress))
+        elif args.command == "table6":
+            print(stages.table6(cfg, args.out).to_string(index=False))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Configuration: presets merged with overrides, validated at the edge, then typed.
+
+A run is configured by `config/config.yaml` (which names a preset in `config/presets/`)
+plus overrides. The merged mapping is validated against
+`workflow/schemas/config.schema.yaml` before anything expensive starts; errors name the
+offending key and say how to fix it. Values are parsed with `yaml.safe_load`, never eval'd.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PRESETS_DIR = REPO_ROOT / "config" / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    kind: str
+    root: str | None = None
+    splits_dir: str | None = None
+    allow_missing: bool = False
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    short_side: int
+    fps: float
+    timeout_s: float = 120.0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str
+    depth: int
+    width: int
+    cardinality: int = 32
+    fusion: str = "concat"
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    clip_len: int
+    size: int
+    scales: tuple[float, ...] = (1.0, 0.84089642, 0.70710678, 0.59460356)
+    flip: bool = True
+    mean: tuple[float, float, float] = (0.4345, 0.4051, 0.3775)
+    std: tuple[float, float, float] = (0.2768, 0.2713, 0.2737)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    plateau_patience: int = 3
+    plateau_factor: float = 0.1
+    val_fraction: float = 0.1
+    workers: int = 0
+    amp: str = "auto"
+    channels_last: bool | str = "auto"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class SPAConfig:
+    actions: int = 3
+    train_steps: int = 10
+    test_steps: int = 2
+    init_box: int = 112
+    min_side: int = 56
+    omega: float = -5.0
+    l1: float = 1.0
+    l2: float = 0.1
+    reward_sign: str = "decrease"
+    gamma: float = 0.9
+    clip_eps: float = 0.2
+    c1: float = 0.5
+    c2: float = 0.01
+    ppo_epochs: int = 4
+    minibatch: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    hidden: int = 256
+    normalize_advantage: bool = True
+    update_every: int = 1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    max_clips: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str
+    seed: int
+    device: str
+    datasets: tuple[DatasetConfig, ...]
+    splits: tuple[int, ...]
+    variants: tuple[str, ...]
+    frames: FramesConfig
+    model: ModelConfig
+    input: InputConfig
+    train: TrainConfig
+    spa: SPAConfig
+    eval: EvalConfig
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """The dataset entry called `name`; ConfigError listing the known ones otherwise."""
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        known = ", ".join(d.name for d in self.datasets)
+        raise ConfigError(f"datasets: no dataset named {name!r} (configured: {known})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, scalars), e.g. for checkpoints and logs."""
+        return _plain(asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `override` into a copy of `base` (mappings merge, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `["train.epochs=3", "spa.reward_sign=printed"]` into a nested mapping.
+
+    Values are parsed as YAML scalars/flow collections (safe_load), never evaluated.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+    """Merge the preset named by `raw["preset"]` with the rest of `raw` and validate it."""
+    preset = raw.get("preset", "default")
+    preset_path = PRESETS_DIR / f"{preset}.yaml"
+    if not isinstance(preset, str) or not preset_path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of: {known}")
+    merged = deep_merge(load_yaml(preset_path), {k: v for k, v in raw.items() if k != "preset"})
+    merged["preset"] = preset
+    validate(merged)
+    return merged
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Validate a merged config against the JSON schema; ConfigError names the key."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = []
+    for err in errors[:10]:
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            allowed = ", ".join(sorted(err.schema.get("properties", {})))
+            lines.append(f"{where}: {err.message}; allowed keys here: {allowed}")
+        else:
+            lines.append(f"{where}: {err.message}")
+    raise ConfigError(
+        "invalid configuration (see workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(lines)
+    )
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Typed view of an already-resolved mapping."""
+    inp = dict(data["input"])
+    for key in ("scales", "mean", "std"):
+        if key in inp:
+            inp[key] = tuple(inp[key])
+    return Config(
+        preset=data["preset"],
+        seed=data["seed"],
+        device=data["device"],
+        datasets=tuple(DatasetConfig(**d) for d in data["datasets"]),
+        splits=tuple(data["splits"]),
+        variants=tuple(data["variants"]),
+        frames=FramesConfig(**data["frames"]),
+        model=ModelConfig(**data["model"]),
+        input=InputConfig(**inp),
+        train=TrainConfig(**data["train"]),
+        spa=SPAConfig(**data.get("spa", {})),
+        eval=EvalConfig(**data.get("eval", {})),
+    )
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load `config/config.yaml` (or `path`), apply KEY=VALUE overrides, validate, type."""
+    raw = load_yaml(path or REPO_ROOT / "config" / "config.yaml")
+    raw = deep_merge(raw, parse_overrides(overrides or []))
+    return from_dict(resolve(raw))

@@ -1,0 +1,217 @@
+"""Torch datasets reading clips from the stored frame format (see ``asnet.data.frames``).
+
+Arrays are opened with ``np.load(..., mmap_mode="r")`` per item so only the clip's frames are
+read; memmaps are not cached because each holds a file descriptor and a dataset can have
+tens of thousands of videos.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from asnet.data.frames import STATUS_EXCLUDED, bad_videos_path, read_index
+
+
+def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> pd.DataFrame:
+    """Manifest rows minus videos the index marks excluded (warned about, never silent)."""
+    if "video" not in manifest.columns:
+        raise ValueError("manifest needs a 'video' column")
+    index = read_index(frames_dir)
+    excluded = set(index.loc[index["status"] == STATUS_EXCLUDED, "video"].astype(str))
+    videos = manifest["video"].astype(str)
+    drop = videos.isin(excluded)
+    if drop.any():
+        warnings.warn(
+            f"skipping {int(drop.sum())} of {len(manifest)} videos excluded at frame extraction; "
+            f"see {bad_videos_path(frames_dir)}",
+            stacklevel=3,
+        )
+    rows = manifest.loc[~drop].reset_index(drop=True)
+    missing = [v for v in rows["video"].astype(str) if not (Path(frames_dir) / f"{v}.npy").exists()]
+    if missing:
+        # Not excluded yet not extracted: a pipeline ordering bug, not something to skip.
+        raise FileNotFoundError(f"{len(missing)} videos have no frames in {frames_dir}, e.g. {missing[:3]}")
+    return rows
+
+
+def _labels(rows: pd.DataFrame) -> list[int]:
+    if "label" not in rows.columns:
+        return [-1] * len(rows)
+    return [int(x) for x in rows["label"]]
+
+
+def _load_boxes(frames_dir: Path, video: str) -> np.ndarray | None:
+    path = frames_dir / f"{video}.boxes.npy"
+    return np.load(path, mmap_mode="r") if path.exists() else None
+
+
+def box_union(boxes: np.ndarray | None, frame_idx: np.ndarray) -> np.ndarray:
+    """Union (x0, y0, x1, y1) of the boxes on ``frame_idx``; NaN x4 if none of them has a box."""
+    out = np.full(4, np.nan, dtype=np.float32)
+    if boxes is None:
+        return out
+    sel = np.asarray(boxes[np.asarray(frame_idx)], dtype=np.float32)
+    sel = sel[~np.isnan(sel).any(axis=1)]
+    if len(sel):
+        out[:2] = sel[:, :2].min(axis=0)
+        out[2:] = sel[:, 2:].max(axis=0)
+    return out
+
+
+def clip_indices(n_frames: int, clip_len: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices of one random clip: random offset; videos shorter than a clip loop."""
+    if n_frames <= 0:
+        raise ValueError("empty video")
+    if n_frames >= clip_len:
+        start = int(rng.integers(0, n_frames - clip_len + 1))
+        return np.arange(start, start + clip_len)
+    start = int(rng.integers(0, n_frames))
+    return (start + np.arange(clip_len)) % n_frames
+
+
+class ClipDataset(Dataset):
+    """Training clips: one random clip per video per epoch item.
+
+    The clip of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``, so it is identical
+    across runs, resumes and DataLoader worker counts. Call ``set_epoch`` before creating the
+    epoch's iterator (with ``persistent_workers=True`` the workers keep their own copy and do
+    not see later ``set_epoch`` calls).
+    """
+
+    def __init__(self, manifest: pd.DataFrame, frames_dir: Path, clip_len: int, seed: int = 0) -> None:
+        """
+        Args:
+            manifest: rows with ``video`` and (optionally) integer ``label``; missing label -> -1.
+            frames_dir: folder with ``<video>.npy`` and ``index.csv``.
+            clip_len: frames per clip.
+            seed: base seed of the clip sampling.
+        """
+        if clip_len < 1:
+            raise ValueError("clip_len must be >= 1")
+        self.frames_dir = Path(frames_dir)
+        self.rows = _usable_rows(manifest, self.frames_dir)
+        self.videos: list[str] = self.rows["video"].astype(str).tolist()
+        self.labels = _labels(self.rows)
+        self.clip_len = clip_len
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose clips ``__getitem__`` returns."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def clip_frames(self, i: int, n_frames: int) -> np.ndarray:
+        """Frame indices item ``i`` uses in the current epoch for a video of ``n_frames``."""
+        # SeedSequence over the tuple: independent streams, no arithmetic collisions of seed+epoch.
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return clip_indices(n_frames, self.clip_len, rng)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """Return ``{"clip": uint8 (T, H, W, 3), "label", "index", "height", "width", "gt": (4,)}``."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        video = self.videos[i]
+        arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
+        idx = self.clip_frames(i, arr.shape[0])
+        # Contiguous clips read as a slice (one sequential read); looped ones need fancy indexing.
+        clip = np.array(arr[idx[0] : idx[0] + len(idx)]) if idx[-1] - idx[0] == len(idx) - 1 else np.array(arr[idx])
+        return {
+            "clip": torch.from_numpy(clip),
+            "label": self.labels[i],
+            "index": i,
+            "height": int(arr.shape[1]),
+            "width": int(arr.shape[2]),
+            "gt": torch.from_numpy(box_union(_load_boxes(self.frames_dir, video), idx)),
+        }
+
+
+class VideoClips(Dataset):
+    """Evaluation: every non-overlapping clip of one video per item.
+
+    The last partial clip is dropped, unless the video is shorter than one clip; then the
+    video is loop-padded to a single clip.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, frames_dir: Path, clip_len: int) -> None:
+        """Same manifest/frames_dir conventions as ``ClipDataset``."""
+        if clip_len < 1:
+            raise ValueError("clip_len must be >= 1")
+        self.frames_dir = Path(frames_dir)
+        self.rows = _usable_rows(manifest, self.frames_dir)
+        self.videos: list[str] = self.rows["video"].astype(str).tolist()
+        self.labels = _labels(self.rows)
+        self.clip_len = clip_len
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def clip_starts(self, n_frames: int) -> np.ndarray:
+        """Start frame of each evaluation clip of a video with ``n_frames`` frames."""
+        return np.arange(max(1, n_frames // self.clip_len)) * self.clip_len
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """Return ``{"clips": uint8 (N, T, H, W, 3), "label", "index", "video", "height", "width", "gt": (N, 4)}``."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        video = self.videos[i]
+        arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
+        t, h, w, _ = arr.shape
+        n = len(self.clip_starts(t))
+        if t >= self.clip_len:
+            idx = np.arange(n * self.clip_len)
+            clips = np.array(arr[: n * self.clip_len])
+        else:
+            idx = np.arange(self.clip_len) % t
+            clips = np.array(arr[idx])
+        idx = idx.reshape(n, self.clip_len)
+        boxes = _load_boxes(self.frames_dir, video)
+        return {
+            "clips": torch.from_numpy(clips.reshape(n, self.clip_len, h, w, 3)),
+            "label": self.labels[i],
+            "index": i,
+            "video": video,
+            "height": int(h),
+            "width": int(w),
+            "gt": torch.from_numpy(np.stack([box_union(boxes, row) for row in idx])),
+        }
+
+
+def _pad_stack(tensors: list[torch.Tensor], fill: float) -> torch.Tensor:
+    """Stack tensors of equal rank, padding every dim at its end to the batch maximum."""
+    shape = [max(s) for s in zip(*(t.shape for t in tensors), strict=True)]
+    out = tensors[0].new_full([len(tensors), *shape], fill)
+    for j, t in enumerate(tensors):
+        out[(j, *(slice(0, s) for s in t.shape))] = t
+    return out
+
+
+def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate ``ClipDataset`` / ``VideoClips`` items into a batch.
+
+    Clips of different sizes are zero-padded on the right/bottom (and, for ``VideoClips``,
+    along the clip axis) to the batch maximum; true sizes stay in ``height``/``width`` (B,)
+    and, for ``VideoClips``, the clip count in ``num_clips`` (B,). Padded boxes are NaN.
+    """
+    if not batch:
+        raise ValueError("empty batch")
+    out: dict[str, Any] = {}
+    key = "clip" if "clip" in batch[0] else "clips"
+    out[key] = _pad_stack([b[key] for b in batch], 0)
+    if key == "clips":
+        out["num_clips"] = torch.tensor([b["clips"].shape[0] for b in batch], dtype=torch.long)
+    out["gt"] = _pad_stack([b["gt"] for b in batch], float("nan"))
+    for name in ("label", "index", "height", "width"):
+        out[name] = torch.tensor([b[name] for b in batch], dtype=torch.long)
+    if "video" in batch[0]:
+        out["video"] = [b["video"] for b in batch]
+    return out

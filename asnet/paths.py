@@ -1,0 +1,30 @@
+"""Where every stage reads and writes: one place, shared by the CLI and the Snakemake rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def raw_dir(dataset: str) -> Path:
+    """Generated raw videos of the synthetic set (real datasets use the configured root)."""
+    return Path("data") / dataset / "raw"
+
+
+def manifest(dataset: str, split: int) -> Path:
+    return Path("data") / dataset / "manifests" / f"split{split}.csv"
+
+
+def frames_dir(dataset: str) -> Path:
+    return Path("data") / dataset / "frames"
+
+
+def frames_index(dataset: str) -> Path:
+    return frames_dir(dataset) / "index.csv"
+
+
+def run_dir(dataset: str, split: int, variant: str) -> Path:
+    return Path("results") / "checkpoints" / dataset / f"split{split}" / variant
+
+
+def eval_dir(dataset: str, split: int, variant: str) -> Path:
+    return Path("results") / "eval" / dataset / f"split{split}" / variant

@@ -1,0 +1,1 @@
+"""asnet.report"""

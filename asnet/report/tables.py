@@ -1,0 +1,75 @@
+"""Cross-split aggregation and the LaTeX tables (pandas -> booktabs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from asnet.config import REPO_ROOT
+from asnet.variants import LABELS
+
+PAPER_NUMBERS = REPO_ROOT / "workflow" / "paper" / "paper_numbers.csv"
+
+
+def collect_metrics(paths: list[Path]) -> pd.DataFrame:
+    """Read results/eval/<dataset>/split<k>/<variant>/metrics.json files into one long frame."""
+    rows = []
+    for p in paths:
+        p = Path(p)
+        variant, split_dir, dataset = p.parent.name, p.parent.parent.name, p.parent.parent.parent.name
+        if not split_dir.startswith("split"):
+            raise ValueError(f"{p}: expected .../<dataset>/split<k>/<variant>/metrics.json")
+        m = json.loads(p.read_text())
+        rows.append({"dataset": dataset, "variant": variant, "split": int(split_dir[5:]), **m})
+    if not rows:
+        raise ValueError("no metrics files given")
+    df = pd.DataFrame(rows).drop(columns=["variant"], errors="ignore")
+    df.insert(1, "variant", [r["variant"] for r in rows])
+    return df.sort_values(["dataset", "variant", "split"]).reset_index(drop=True)
+
+
+def paper_numbers(table: str) -> pd.DataFrame:
+    """The paper's numbers for one table, as stored data with provenance."""
+    df = pd.read_csv(PAPER_NUMBERS)
+    return df[df["table"] == table]
+
+
+def table6_frame(metrics: pd.DataFrame, variant_order: list[str]) -> pd.DataFrame:
+    """Wide table: per dataset and variant, top-1 (%) per split, mean over splits, paper's value."""
+    paper = paper_numbers("table6")
+    splits = sorted(metrics["split"].unique())
+    out = []
+    for dataset in sorted(metrics["dataset"].unique()):
+        for variant in [v for v in variant_order if v in set(metrics["variant"])]:
+            sub = metrics[(metrics["dataset"] == dataset) & (metrics["variant"] == variant)].set_index("split")
+            row = {"Dataset": dataset, "Model": LABELS.get(variant, variant)}
+            for s in splits:
+                row[f"Split {s}"] = 100 * sub["top1"].get(s, float("nan"))
+            row[f"Mean ({len(sub)} splits)"] = 100 * sub["top1"].mean()
+            hit = paper[(paper["dataset"] == dataset) & (paper["row"] == variant)]
+            row["Paper"] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
+    """booktabs LaTeX with one decimal and "--" for missing values; deterministic."""
+    styler = df.style.format(precision=1, na_rep="--").hide(axis="index")
+    return styler.to_latex(hrules=True, caption=caption, label=label, position="t", column_format="ll" + "r" * (df.shape[1] - 2))
+
+
+def write_table6(metric_files: list[Path], variant_order: list[str], out_tex: Path, out_csv: Path) -> pd.DataFrame:
+    """Aggregate metrics over splits and write results/table6.{csv,tex}."""
+    metrics = collect_metrics(metric_files)
+    wide = table6_frame(metrics, variant_order)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    wide.to_csv(out_csv, index=False, float_format="%.4f")
+    datasets = sorted(metrics["dataset"].unique())
+    no_paper = [d for d in datasets if not (paper_numbers("table6")["dataset"] == d).any()]
+    caption = "Top-1 accuracy (\\%) over the test splits, reproduced by asnet-repro."
+    if no_paper:
+        caption += f" The paper reports no number for {', '.join(no_paper)} (shown as --)."
+    out_tex.write_text(to_latex(wide, caption, "tab:table6"))
+    return wide

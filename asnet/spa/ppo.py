@@ -1,0 +1,53 @@
+"""PPO maths for SPA (paper eq. 7-9): discounted returns, advantages, the clipped loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
+    """V_t^target = sum_i gamma^i r_{t+i} within each episode (no bootstrap after the last step).
+
+    rewards: (T, B) -> (T, B)
+    """
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+    return out
+
+
+def advantages(returns: Tensor, values: Tensor, normalize: bool) -> Tensor:
+    """A_t = V_t^target - V(s_t) (the paper uses no GAE); optionally standardised per batch."""
+    adv = returns - values
+    if normalize and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return adv
+
+
+def ppo_loss(
+    new_log_prob: Tensor,
+    old_log_prob: Tensor,
+    adv: Tensor,
+    value: Tensor,
+    target: Tensor,
+    entropy: Tensor,
+    clip_eps: float,
+    c1: float,
+    c2: float,
+) -> tuple[Tensor, dict[str, float]]:
+    """Clipped surrogate + c1 * value loss - c2 * entropy, all (N,) tensors -> scalar loss.
+
+    L_clip = -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)], rho = pi(a|s) / pi_old(a|s).
+    The entropy bonus (c2) is standard PPO; the paper does not mention it (c2 = 0 disables).
+    """
+    ratio = torch.exp(new_log_prob - old_log_prob)
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    policy_loss = -surrogate.mean()
+    value_loss = (value - target).pow(2).mean()
+    ent = entropy.mean()
+    loss = policy_loss + c1 * value_loss - c2 * ent
+    stats = {"policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(ent)}
+    return loss, stats

@@ -1,0 +1,138 @@
+"""SPA episodes (Algorithm 1) with the CNN fixed, and the PPO update on what they collected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from asnet.config import InputConfig, SPAConfig
+from asnet.data.crops import crop_resize, full_frame_boxes
+from asnet.models.asnet import ASNet
+from asnet.spa.actions import actions_to_boxes, initial_boxes, punishments, rewards
+from asnet.spa.agent import ActorCritic
+from asnet.spa.ppo import advantages, discounted_returns, ppo_loss
+
+
+@dataclass
+class Episode:
+    """What one batch of episodes collected. T = steps, B = batch, S = state dim, A = actions."""
+
+    states: Tensor  # (T, B, S)
+    actions: Tensor  # (T, B, A)
+    log_probs: Tensor  # (T, B)
+    values: Tensor  # (T, B)
+    rewards: Tensor | None  # (T, B), None without labels (inference)
+    boxes: Tensor  # (T + 1, B, 4): the initial box, then one per step
+    losses: Tensor | None  # (T + 1, B) classifier loss with each box
+
+    @property
+    def final_boxes(self) -> Tensor:
+        return self.boxes[-1]
+
+
+def state_dim(feature_dim: int, num_classes: int) -> int:
+    """|cat(s_g, s_p, s_l)| = 2 D + C."""
+    return 2 * feature_dim + num_classes
+
+
+@torch.no_grad()
+def run_episode(
+    model: ASNet,
+    agent: ActorCritic,
+    clips: Tensor,
+    heights: Tensor,
+    widths: Tensor,
+    labels: Tensor | None,
+    spa: SPAConfig,
+    inp: InputConfig,
+    steps: int,
+    deterministic: bool,
+    autocast: Callable[[], AbstractContextManager] ,
+) -> Episode:
+    """Place SPA's box `steps` times on each clip of the batch; the CNN is not updated.
+
+    clips: uint8 (B, T, H, W, 3) at stored resolution, cropped from it at every step
+    (the paper crops the ORIGINAL-resolution clip, then resizes to the input size).
+    """
+    device = next(model.parameters()).device
+
+    def embed(boxes: Tensor) -> Tensor:
+        x = crop_resize(clips, boxes, inp.size, inp.mean, inp.std, heights, widths).to(device)
+        with autocast():
+            return model.features(x).float()  # (B, D)
+
+    def logits_of(g: Tensor, p: Tensor) -> Tensor:
+        return model.head(g, p).float()  # (B, C)
+
+    n = clips.shape[0]
+    s_g = embed(full_frame_boxes(heights, widths))  # whole scene resized: computed once
+    box = initial_boxes(n, spa.init_box, heights, widths)
+    s_p = embed(box)
+    s_l = logits_of(s_g, s_p)
+    loss = F.cross_entropy(s_l, labels.to(device), reduction="none") if labels is not None else None
+
+    states, acts, logps, vals, rews, boxes, losses = [], [], [], [], [], [box], [loss]
+    for _ in range(steps):
+        state = torch.cat([s_g, s_p, s_l], dim=1)  # (B, 2D + C)
+        action, log_prob, value = agent.act(state, deterministic)
+        box = actions_to_boxes(action.cpu(), heights, widths, spa.init_box)
+        s_p = embed(box)
+        s_l = logits_of(s_g, s_p)
+        states.append(state)
+        acts.append(action)
+        logps.append(log_prob)
+        vals.append(value)
+        boxes.append(box)
+        if labels is not None:
+            new_loss = F.cross_entropy(s_l, labels.to(device), reduction="none")
+            pen = punishments(box, heights, widths, spa.min_side, spa.omega).to(device)
+            rews.append(rewards(loss, new_loss, pen, spa.l1, spa.l2, spa.reward_sign))
+            losses.append(new_loss)
+            loss = new_loss
+    return Episode(
+        states=torch.stack(states),
+        actions=torch.stack(acts),
+        log_probs=torch.stack(logps),
+        values=torch.stack(vals),
+        rewards=torch.stack(rews) if labels is not None else None,
+        boxes=torch.stack(boxes),
+        losses=torch.stack(losses) if labels is not None else None,
+    )
+
+
+def ppo_update(
+    agent: ActorCritic, optimizer: torch.optim.Optimizer, ep: Episode, spa: SPAConfig, generator: torch.Generator
+) -> dict[str, float]:
+    """PPO epochs over the episode's transitions in shuffled minibatches (CNN fixed)."""
+    assert ep.rewards is not None, "a training episode needs labels"
+    returns = discounted_returns(ep.rewards, spa.gamma)  # (T, B)
+    adv = advantages(returns, ep.values, spa.normalize_advantage)
+    flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
+    states, actions, old_lp, ret, adv_f = map(flat, (ep.states, ep.actions, ep.log_probs, returns, adv))
+    n = states.shape[0]
+    totals: dict[str, float] = {}
+    count = 0
+    for _ in range(spa.ppo_epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, spa.minibatch):
+            idx = order[start : start + spa.minibatch].to(states.device)
+            dist, value = agent(states[idx])
+            new_lp = dist.log_prob(actions[idx]).sum(1)
+            loss, stats = ppo_loss(
+                new_lp, old_lp[idx], adv_f[idx], value, ret[idx], dist.entropy().sum(1), spa.clip_eps, spa.c1, spa.c2
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            stats["loss"] = float(loss)
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v
+            count += 1
+    out = {k: v / max(count, 1) for k, v in totals.items()}
+    out["reward"] = float(ep.rewards.mean())
+    return out

@@ -1,0 +1,114 @@
+"""The pipeline's stages as functions of a validated Config: what each Snakemake rule and
+each `asnet` subcommand runs. Paths come from asnet.paths, so both agree."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+
+from asnet import paths
+from asnet.config import Config, ConfigError, DatasetConfig
+
+log = logging.getLogger(__name__)
+
+
+def _real_dirs(ds: DatasetConfig) -> tuple[Path, Path]:
+    if not ds.root or not ds.splits_dir:
+        raise ConfigError(
+            f"datasets[{ds.name}]: kind {ds.kind} needs `root` (folder of class folders of videos) and "
+            "`splits_dir` (folder with classInd.txt, trainlist0k.txt, testlist0k.txt); see README, Real datasets"
+        )
+    root, splits = Path(ds.root), Path(ds.splits_dir)
+    for key, p in (("root", root), ("splits_dir", splits)):
+        if not p.is_dir():
+            raise ConfigError(f"datasets[{ds.name}].{key}: {p} is not a directory; fix the path in config/config.yaml")
+    return root, splits
+
+
+def video_root(cfg: Config, dataset: str) -> Path:
+    """Folder that manifest paths are relative to."""
+    ds = cfg.dataset(dataset)
+    if ds.kind == "synthetic":
+        return paths.raw_dir(dataset) / "videos"
+    return _real_dirs(ds)[0]
+
+
+def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
+    """Generate the synthetic set if needed, then write one manifest per configured split."""
+    from asnet.data.splits import build_manifest, write_manifest
+
+    ds = cfg.dataset(dataset)
+    if ds.kind == "synthetic":
+        from asnet.data.synthetic import SyntheticSpec, generate
+
+        known = {f.name for f in fields(SyntheticSpec)}
+        spec = SyntheticSpec(**{k: v for k, v in ds.synthetic.items() if k in known})
+        raw = paths.raw_dir(dataset)
+        summary = generate(raw, spec, progress=progress)
+        log.info("synthetic dataset in %s: %s", raw, summary)
+        root, splits_dir = raw / "videos", raw / "splits"
+    else:
+        root, splits_dir = _real_dirs(ds)
+    out = []
+    for split in cfg.splits:
+        df = build_manifest(ds.kind, root, splits_dir, split, allow_missing=ds.allow_missing)
+        write_manifest(df, paths.manifest(dataset, split))
+        out.append(paths.manifest(dataset, split))
+    return out
+
+
+def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
+    """Decode every video named by any configured split into the frame store."""
+    from asnet.data.frames import extract_videos
+
+    frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
+    videos = pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video")
+    gt = None
+    gt_path = paths.raw_dir(dataset) / "gt_boxes.csv"
+    if cfg.dataset(dataset).kind == "synthetic" and gt_path.exists():
+        from asnet.data.synthetic import read_gt_boxes
+
+        gt = read_gt_boxes(gt_path)
+    index = extract_videos(
+        videos, video_root(cfg, dataset), paths.frames_dir(dataset), cfg.frames.short_side, cfg.frames.fps,
+        min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s, workers=max(1, cfg.frames.workers),
+        gt_boxes=gt, progress=progress,
+    )
+    counts = index["status"].value_counts().to_dict()
+    print(f"{dataset}: frames of {len(index)} videos in {paths.frames_dir(dataset)}: "
+          f"ok {counts.get('ok', 0)}, repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)}")
+    return index
+
+
+def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
+    from asnet.train.loop import train_run
+
+    return train_run(
+        cfg, paths.manifest(dataset, split), paths.frames_dir(dataset), paths.run_dir(dataset, split, variant),
+        variant, progress=progress,
+    )
+
+
+def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
+    from asnet.train.evaluate import evaluate_run
+
+    return evaluate_run(
+        paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
+        paths.frames_dir(dataset), paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
+        progress=progress,
+    )
+
+
+def metric_files(cfg: Config) -> list[Path]:
+    return [
+        paths.eval_dir(d.name, s, v) / "metrics.json" for d in cfg.datasets for s in cfg.splits for v in cfg.variants
+    ]
+
+
+def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
+    from asnet.report.tables import write_table6
+
+    return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"))

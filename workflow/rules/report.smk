@@ -1,0 +1,11 @@
+# Cross-split aggregation into the paper's Table 6 layout.
+rule table6:
+    input:
+        metrics=[str(p) for p in stages_metric_files(CFG)],
+    output:
+        tex="results/table6.tex",
+        csv="results/table6.csv",
+    log:
+        "results/logs/table6.log",
+    script:
+        "../scripts/table6.py"
