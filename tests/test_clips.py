@@ -110,7 +110,9 @@ def test_short_video_loops(store: Path) -> None:
 
 def test_gt_union_over_clip_frames(store: Path) -> None:
     t = VIDEOS["long"][0]
-    boxes = np.stack([np.arange(t), np.full(t, 2.0), np.arange(t) + 3, np.full(t, 6.0)], axis=1).astype(np.float32)
+    boxes = np.stack([np.arange(t), np.full(t, 2.0), np.arange(t) + 3, np.full(t, 6.0)], axis=1).astype(
+        np.float32
+    )
     boxes[10:20] = np.nan  # frames without a box
     np.save(store / "long.boxes.npy", boxes)
     ds = ClipDataset(manifest(["long"]), store, clip_len=8, seed=0)

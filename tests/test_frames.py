@@ -37,7 +37,12 @@ def frame_image(i: int, height: int, width: int) -> np.ndarray:
 
 
 def make_video(
-    path: Path, n: int, width: int = 160, height: int = 120, fps: float = 25, codec: str = "mpeg4",
+    path: Path,
+    n: int,
+    width: int = 160,
+    height: int = 120,
+    fps: float = 25,
+    codec: str = "mpeg4",
     pix_fmt: str = "yuv420p",
 ) -> Path:
     """Write an ``n``-frame video whose frame i shows ``frame_image(i)``."""
@@ -140,10 +145,12 @@ def test_extract_reports_broken_files_and_continues(tmp_path: Path) -> None:
     (src / "trunc.avi").write_bytes(full_avi[: len(full_avi) // 2])
     full_mp4 = make_video(tmp_path / "full.mp4", 60, codec="libx264").read_bytes()
     (src / "trunc.mp4").write_bytes(full_mp4[: len(full_mp4) // 2])
-    manifest = pd.DataFrame({
-        "video": ["good", "zero", "random", "trunc_avi", "trunc_mp4", "missing"],
-        "path": ["good.avi", "zero.avi", "random.avi", "trunc.avi", "trunc.mp4", "nope.avi"],
-    })
+    manifest = pd.DataFrame(
+        {
+            "video": ["good", "zero", "random", "trunc_avi", "trunc_mp4", "missing"],
+            "path": ["good.avi", "zero.avi", "random.avi", "trunc.avi", "trunc.mp4", "nope.avi"],
+        }
+    )
     frames_dir = tmp_path / "ds" / "frames"
     index = extract_videos(manifest, src, frames_dir, short_side=32, min_frames=4, workers=2, progress=False)
 
@@ -168,13 +175,18 @@ def test_extract_reports_broken_files_and_continues(tmp_path: Path) -> None:
     assert set(bad["video"]) == set(index.loc[index["status"] != "ok", "video"])
     assert (bad["reason"] != "").all()
     assert not list(frames_dir.glob("*.tmp*"))
-    assert index.attrs["summary"] == {"ok": 1, "repaired": 1 + (row.loc["trunc_mp4", "status"] == "repaired"),
-                                      "excluded": 4 - (row.loc["trunc_mp4", "status"] == "repaired")}
+    assert index.attrs["summary"] == {
+        "ok": 1,
+        "repaired": 1 + (row.loc["trunc_mp4", "status"] == "repaired"),
+        "excluded": 4 - (row.loc["trunc_mp4", "status"] == "repaired"),
+    }
 
 
 def test_short_video_loop_padded(tmp_path: Path) -> None:
     make_video(tmp_path / "short.avi", 5)
-    index = extract_videos([("short", "short.avi")], tmp_path, tmp_path / "frames", 32, min_frames=16, progress=False)
+    index = extract_videos(
+        [("short", "short.avi")], tmp_path, tmp_path / "frames", 32, min_frames=16, progress=False
+    )
     assert index.loc[0, "status"] == "repaired" and "loop-padded 5 -> 16" in index.loc[0, "reason"]
     arr = np.load(tmp_path / "frames" / "short.npy", mmap_mode="r")
     assert arr.shape[0] == 16
@@ -206,8 +218,13 @@ def test_timeout_recorded_and_run_continues(tmp_path: Path) -> None:
     make_video(tmp_path / "fine.avi", 20)
     start = time.monotonic()
     index = extract_videos(
-        [("slow", "slow.avi"), ("fine", "fine.avi")], tmp_path, tmp_path / "frames", 32,
-        timeout_s=2.0, decoder=f"{__name__}:slow_decoder", progress=False,
+        [("slow", "slow.avi"), ("fine", "fine.avi")],
+        tmp_path,
+        tmp_path / "frames",
+        32,
+        timeout_s=2.0,
+        decoder=f"{__name__}:slow_decoder",
+        progress=False,
     )
     assert time.monotonic() - start < 20  # the 60 s sleeper was killed
     row = index.set_index("video")
@@ -219,8 +236,12 @@ def test_crashing_worker_recorded_and_run_continues(tmp_path: Path) -> None:
     make_video(tmp_path / "crash.avi", 20)
     make_video(tmp_path / "fine.avi", 20)
     index = extract_videos(
-        [("crash", "crash.avi"), ("fine", "fine.avi")], tmp_path, tmp_path / "frames", 32,
-        decoder=f"{__name__}:crashing_decoder", progress=False,
+        [("crash", "crash.avi"), ("fine", "fine.avi")],
+        tmp_path,
+        tmp_path / "frames",
+        32,
+        decoder=f"{__name__}:crashing_decoder",
+        progress=False,
     )
     row = index.set_index("video")
     assert row.loc["crash", "status"] == "excluded"
@@ -231,14 +252,22 @@ def test_crashing_worker_recorded_and_run_continues(tmp_path: Path) -> None:
 def test_unimportable_decoder_fails_loudly(tmp_path: Path) -> None:
     make_video(tmp_path / "a.avi", 5)
     with pytest.raises(RuntimeError, match="start-up"):
-        extract_videos([("a", "a.avi")], tmp_path, tmp_path / "frames", 32, decoder="no_such_module:f", progress=False)
+        extract_videos(
+            [("a", "a.avi")], tmp_path, tmp_path / "frames", 32, decoder="no_such_module:f", progress=False
+        )
 
 
 def test_gt_boxes_aligned_and_scaled(tmp_path: Path) -> None:
     make_video(tmp_path / "b.avi", 60, 160, 120, fps=30)
     src_boxes = np.array([[i, 10, i + 50, 60] for i in range(60)], dtype=np.float32)
-    extract_videos([("b", "b.avi")], tmp_path, tmp_path / "frames", short_side=60,
-                   gt_boxes={"b": src_boxes}, progress=False)
+    extract_videos(
+        [("b", "b.avi")],
+        tmp_path,
+        tmp_path / "frames",
+        short_side=60,
+        gt_boxes={"b": src_boxes},
+        progress=False,
+    )
     boxes = np.load(tmp_path / "frames" / "b.boxes.npy")
     frames = np.load(tmp_path / "frames" / "b.npy", mmap_mode="r")
     assert boxes.dtype == np.float32 and boxes.shape == (len(frames), 4) == (50, 4)

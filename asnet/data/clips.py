@@ -124,7 +124,11 @@ class ClipDataset(Dataset):
         arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
         idx = self.clip_frames(i, arr.shape[0])
         # Contiguous clips read as a slice (one sequential read); looped ones need fancy indexing.
-        clip = np.array(arr[idx[0] : idx[0] + len(idx)]) if idx[-1] - idx[0] == len(idx) - 1 else np.array(arr[idx])
+        clip = (
+            np.array(arr[idx[0] : idx[0] + len(idx)])
+            if idx[-1] - idx[0] == len(idx) - 1
+            else np.array(arr[idx])
+        )
         return {
             "clip": torch.from_numpy(clip),
             "label": self.labels[i],

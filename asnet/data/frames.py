@@ -181,7 +181,9 @@ def _decode_decord(path: Path, short_side: int, fps: float) -> _Decoded:
     if src_fps is None:
         notes.append(f"invalid src fps {vr.get_avg_fps()!r}, assumed {fps:g}")
         src_fps = fps
-    res = _Decoded("decord", _Resampler(src_fps, fps, short_side), src_fps, max(len(vr), header_frames), notes=notes)
+    res = _Decoded(
+        "decord", _Resampler(src_fps, fps, short_side), src_fps, max(len(vr), header_frames), notes=notes
+    )
     j = 0
     try:
         # Sequential next() rather than get_batch: no seeking, so an over-reported length
@@ -208,7 +210,9 @@ def _decode_pyav(path: Path, short_side: int, fps: float) -> _Decoded:
         if src_fps is None:
             notes.append(f"invalid src fps {rate!r}, assumed {fps:g}")
             src_fps = fps
-        res = _Decoded("pyav", _Resampler(src_fps, fps, short_side), src_fps, int(stream.frames or 0), notes=notes)
+        res = _Decoded(
+            "pyav", _Resampler(src_fps, fps, short_side), src_fps, int(stream.frames or 0), notes=notes
+        )
         j = 0
         try:
             for frame in container.decode(stream):
@@ -277,7 +281,9 @@ def decode_video(path: Path, short_side: int, fps: float = 25.0) -> tuple[np.nda
         "indices": np.asarray(rs.indices, dtype=np.int64),
         "backend": best.backend,
         # A clean PyAV fallback is not a repair: the stored frames are complete.
-        "status": STATUS_REPAIRED if (best.error is not None or (reported and rs.n_src < reported) or best.notes) else STATUS_OK,
+        "status": STATUS_REPAIRED
+        if (best.error is not None or (reported and rs.n_src < reported) or best.notes)
+        else STATUS_OK,
         "reason": "; ".join(reasons),
     }
     return np.stack(rs.frames), info
@@ -318,10 +324,19 @@ def _save_npy_tmp(path: Path, array: np.ndarray) -> Path:
     return tmp
 
 
-def _process_one(task: dict[str, Any], decoder: Callable[..., tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
+def _process_one(
+    task: dict[str, Any], decoder: Callable[..., tuple[np.ndarray, dict[str, Any]]]
+) -> dict[str, Any]:
     """Decode one video, loop-pad, write temp files. The parent renames them into place."""
     video = task["video"]
-    row: dict[str, Any] = {"video": video, "frames": 0, "height": 0, "width": 0, "src_fps": float("nan"), "src_frames": 0}
+    row: dict[str, Any] = {
+        "video": video,
+        "frames": 0,
+        "height": 0,
+        "width": 0,
+        "src_fps": float("nan"),
+        "src_frames": 0,
+    }
     path = Path(task["path"])
     if not path.exists():
         return {**row, "status": STATUS_EXCLUDED, "reason": "missing file"}
@@ -333,7 +348,11 @@ def _process_one(task: dict[str, Any], decoder: Callable[..., tuple[np.ndarray, 
         return {**row, "status": STATUS_EXCLUDED, "reason": f"decode error: {_short(exc, 300)}"}
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        return {**row, "status": STATUS_EXCLUDED, "reason": f"decode error: bad frames array {frames.dtype} {frames.shape}"}
+        return {
+            **row,
+            "status": STATUS_EXCLUDED,
+            "reason": f"decode error: bad frames array {frames.dtype} {frames.shape}",
+        }
     indices = np.asarray(info.get("indices", np.arange(len(frames))), dtype=np.int64)
     status = info.get("status", STATUS_OK)
     reasons = [info["reason"]] if info.get("reason") else []
@@ -414,7 +433,14 @@ class _Pool:
     def _start(self) -> _Slot:
         parent, child = socket.socketpair()
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOT, json.dumps(sys.path), self.decoder_spec, str(child.fileno())],
+            [
+                sys.executable,
+                "-c",
+                _WORKER_BOOT,
+                json.dumps(sys.path),
+                self.decoder_spec,
+                str(child.fileno()),
+            ],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
         )
@@ -476,7 +502,9 @@ class _Pool:
         if not slot.ready:
             # Died before its first task: the decoder spec cannot even be imported, and
             # respawning would loop forever.
-            raise RuntimeError(f"decode worker failed at start-up (exit code {code}); decoder={self.decoder_spec!r}")
+            raise RuntimeError(
+                f"decode worker failed at start-up (exit code {code}); decoder={self.decoder_spec!r}"
+            )
         self.slots[i] = self._start()
         if task is None:
             return
@@ -486,8 +514,14 @@ class _Pool:
 
 def _failed(task: dict[str, Any], reason: str) -> dict[str, Any]:
     return {
-        "video": task["video"], "frames": 0, "height": 0, "width": 0, "src_fps": float("nan"),
-        "src_frames": 0, "status": STATUS_EXCLUDED, "reason": reason,
+        "video": task["video"],
+        "frames": 0,
+        "height": 0,
+        "width": 0,
+        "src_fps": float("nan"),
+        "src_frames": 0,
+        "status": STATUS_EXCLUDED,
+        "reason": reason,
     }
 
 
@@ -513,8 +547,12 @@ def read_index(frames_dir: Path) -> pd.DataFrame:
     path = Path(frames_dir) / "index.csv"
     if not path.exists():
         return pd.DataFrame(columns=INDEX_COLUMNS)
-    df = pd.read_csv(path, dtype={"video": str, "status": str, "reason": str}, keep_default_na=False,
-                     na_values={"src_fps": ["", "nan", "NaN"]})
+    df = pd.read_csv(
+        path,
+        dtype={"video": str, "status": str, "reason": str},
+        keep_default_na=False,
+        na_values={"src_fps": ["", "nan", "NaN"]},
+    )
     return df[INDEX_COLUMNS]
 
 
@@ -532,7 +570,9 @@ def _as_pairs(manifest_or_paths: pd.DataFrame | Sequence[tuple[str, str | Path]]
         missing = {"video", "path"} - set(manifest_or_paths.columns)
         if missing:
             raise ValueError(f"manifest lacks columns {sorted(missing)}")
-        pairs = list(zip(manifest_or_paths["video"].astype(str), manifest_or_paths["path"].astype(str), strict=True))
+        pairs = list(
+            zip(manifest_or_paths["video"].astype(str), manifest_or_paths["path"].astype(str), strict=True)
+        )
     else:
         pairs = [(str(v), str(p)) for v, p in manifest_or_paths]
     videos = [v for v, _ in pairs]
@@ -611,10 +651,17 @@ def extract_videos(
             continue
         rows[video] = {}  # placeholder keeps input order in the index
         boxes = None if gt_boxes is None else gt_boxes.get(video)
-        tasks.append({
-            "video": video, "path": str(Path(root) / rel), "out": str(out), "short_side": short_side,
-            "fps": fps, "min_frames": min_frames, "boxes": None if boxes is None else np.asarray(boxes, np.float32),
-        })
+        tasks.append(
+            {
+                "video": video,
+                "path": str(Path(root) / rel),
+                "out": str(out),
+                "short_side": short_side,
+                "fps": fps,
+                "min_frames": min_frames,
+                "boxes": None if boxes is None else np.asarray(boxes, np.float32),
+            }
+        )
     # Rows for videos outside this call are kept: the index describes the whole folder.
     for video, prev in previous.items():
         rows.setdefault(video, prev)
@@ -625,7 +672,12 @@ def extract_videos(
     pool = _Pool(min(workers, max(1, len(tasks))), decoder, timeout_s) if tasks else None
     last_flush = time.monotonic()
     try:
-        bar = tqdm(total=len(tasks), desc=f"extract {frames_dir.parent.name}", unit="video", disable=not progress or not tasks)
+        bar = tqdm(
+            total=len(tasks),
+            desc=f"extract {frames_dir.parent.name}",
+            unit="video",
+            disable=not progress or not tasks,
+        )
         for res in pool.run(tasks) if pool else []:
             video = res["video"]
             out = frames_dir / f"{video}.npy"

@@ -206,6 +206,8 @@ def train_run(
         loader = DataLoader(
             train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
             collate_fn=pad_collate, num_workers=cfg.train.workers,
+            # A last batch of one sample would break BatchNorm's training statistics.
+            drop_last=len(train_ds) > cfg.train.batch_size,
         )
         parts.model.train()
         sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0}
