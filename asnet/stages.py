@@ -3,6 +3,7 @@ each `asnet` subcommand runs. Paths come from asnet.paths, so both agree."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import fields
 from pathlib import Path
@@ -60,10 +61,27 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
     return out
 
 
+def _check_frame_params(cfg: Config, dataset: str) -> None:
+    """Refuse to mix frames extracted with other settings into one store (resume must match)."""
+    want = {"short_side": cfg.frames.short_side, "fps": float(cfg.frames.fps)}
+    path = paths.frames_dir(dataset) / "params.json"
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != want:
+            raise ConfigError(
+                f"frames: {paths.frames_dir(dataset)} holds frames extracted with {have}, the config asks for {want}; "
+                "delete that folder (or use another dataset name) to re-extract"
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(want, sort_keys=True) + "\n")
+
+
 def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
     """Decode every video named by any configured split into the frame store."""
     from asnet.data.frames import extract_videos
 
+    _check_frame_params(cfg, dataset)
     frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
     videos = pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video")
     gt = None

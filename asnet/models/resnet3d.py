@@ -110,7 +110,8 @@ class BackboneSpec:
         shortcut: ``"A"`` (parameter-free zero-padded identity) or ``"B"`` (1x1x1 conv + BN).
             ``None`` picks what Hara's Kinetics checkpoint of that arch/depth uses: ``"A"`` for
             resnet-18/34, ``"B"`` otherwise. Resolved in ``__post_init__``, so the stored
-            value is always ``"A"`` or ``"B"``.
+            value is always ``"A"`` or ``"B"`` (note: ``dataclasses.replace(spec, depth=50)``
+            therefore keeps the old shortcut; pass ``shortcut=None`` to re-resolve it).
         conv1_t_size: temporal kernel of the stem conv (spatial is always 7x7).
         conv1_t_stride: temporal stride of the stem conv (spatial stride is always 2).
         no_max_pool: drop the stem max-pool (keeps 2x more resolution in T, H and W).

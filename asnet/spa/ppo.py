@@ -49,5 +49,5 @@ def ppo_loss(
     value_loss = (value - target).pow(2).mean()
     ent = entropy.mean()
     loss = policy_loss + c1 * value_loss - c2 * ent
-    stats = {"policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(ent)}
+    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": ent.item()}
     return loss, stats

@@ -147,6 +147,29 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(list(state["cuda"]))
 
 
+# Keys that may change between a run and its resumption without changing what is trained.
+_RESUME_FREE = {("train", "epochs"), ("train", "workers"), ("train", "threads"), ("frames", "workers"), ("device",)}
+
+
+def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), prefix + (k,))
+        return out
+    return [] if a == b else [prefix]
+
+
+def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
+    """Refuse to resume a run whose saved config differs in anything that shapes training."""
+    diffs = [".".join(map(str, d)) for d in _diff_keys(saved, cfg.to_dict()) if d not in _RESUME_FREE]
+    if diffs:
+        raise ValueError(
+            f"{path} was written by a run with a different configuration ({', '.join(diffs[:8])}); "
+            f"delete {path.parent.parent} to train from scratch, or restore the old configuration to resume"
+        )
+
+
 def _open_live(run_dir: Path, resume: bool):
     from dvclive import Live
 
@@ -181,6 +204,7 @@ def train_run(
     start_epoch, history = 0, []
     if state_path.exists():
         ck = checkpoint.load(state_path, rt.device)
+        _check_resumable(ck["config"], cfg, state_path)
         parts.model.load_state_dict(ck["model"])
         parts.optimizer.load_state_dict(ck["optimizer"])
         parts.scheduler.load_state_dict(ck["scheduler"])
