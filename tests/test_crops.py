@@ -39,7 +39,8 @@ def test_random_and_oracle_boxes_inside_frame():
     assert torch.allclose(b[:, 2] - b[:, 0], torch.full((50,), 28.0))
     gt = torch.tensor([[120.0, 50.0, 128.0, 60.0]])  # small actor at the bottom-right
     o = oracle_boxes(gt, torch.tensor([64]), torch.tensor([128]), min_side=14)
-    assert torch.allclose(o, torch.tensor([[114.0, 48.0, 128.0, 62.0]])  # centred on y, pushed left into the frame)
+    # centred on y, pushed left into the frame on x
+    assert torch.allclose(o, torch.tensor([[114.0, 48.0, 128.0, 62.0]]))
 
 
 def test_iou_hand_computed():
