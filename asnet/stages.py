@@ -46,7 +46,7 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
         from asnet.data.synthetic import SyntheticSpec, generate
 
         known = {f.name for f in fields(SyntheticSpec)}
-        spec = SyntheticSpec(**{k: v for k, v in ds.synthetic.items() if k in known})
+        spec = SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in ds.synthetic.items() if k in known})
         raw = paths.raw_dir(dataset)
         summary = generate(raw, spec, progress=progress)
         log.info("synthetic dataset in %s: %s", raw, summary)

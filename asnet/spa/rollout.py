@@ -129,7 +129,7 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            stats["loss"] = float(loss)
+            stats["loss"] = loss.item()
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v
             count += 1

@@ -247,7 +247,7 @@ def train_run(
             loss.backward()
             parts.optimizer.step()
             b = labels.numel()
-            sums["train_loss"] += float(loss) * b
+            sums["train_loss"] += loss.item() * b
             sums["train_acc"] += float((logits.argmax(1) == labels).sum())
             n_items += b
             if episode is not None and it % cfg.spa.update_every == 0:
@@ -255,7 +255,7 @@ def train_run(
                 sums["spa_reward"] += stats["reward"]
                 sums["spa_loss"] += stats["loss"]
                 n_spa += 1
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = {
             "epoch": epoch,
             "lr": parts.optimizer.param_groups[0]["lr"],

@@ -1,0 +1,86 @@
+"""Training: a run killed with SIGKILL and restarted ends exactly where an uninterrupted
+run ends (same weights, same metrics); seeded CPU runs are identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from asnet import paths, stages
+from asnet.config import load_config
+from asnet.train import checkpoint
+from asnet.train.evaluate import evaluate_run
+from asnet.train.loop import train_run
+
+OVERRIDES = ["preset=tiny", "train.epochs=4"]
+DATASET, SPLIT, VARIANT = "synthetic_tiny", 1, "asnet"
+
+
+def _state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_matches_uninterrupted(in_tiny_workdir: Path) -> None:
+    cfg = load_config(overrides=OVERRIDES)
+    ref_dir = in_tiny_workdir / "reference"
+    train_run(cfg, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), ref_dir, VARIANT, progress=False)
+    ref_metrics = evaluate_run(
+        ref_dir / "model.pt", paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), ref_dir / "eval", progress=False
+    )
+
+    run_dir = paths.run_dir(DATASET, SPLIT, VARIANT)
+    cmd = [sys.executable, "-m", "asnet.cli", "train", "--dataset", DATASET, "--split", str(SPLIT),
+           "--variant", VARIANT, "--no-progress"] + [a for o in OVERRIDES for a in ("--set", o)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "state" / "last.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "the first epoch's checkpoint never appeared"
+    assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
+    killed_at = checkpoint.load(state)["epoch"]
+    assert killed_at < 3
+
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    resumed = checkpoint.load(run_dir / "model.pt")
+    reference = checkpoint.load(ref_dir / "model.pt")
+    assert _state_equal(resumed["model"], reference["model"])
+    assert _state_equal(resumed["agent"], reference["agent"])
+    assert resumed["history"] == reference["history"]
+    metrics = stages.evaluate(cfg, DATASET, SPLIT, VARIANT, progress=False)
+    assert metrics == ref_metrics
+    saved = json.loads((paths.eval_dir(DATASET, SPLIT, VARIANT) / "metrics.json").read_text())
+    assert saved["top1"] == ref_metrics["top1"]
+
+
+def test_checkpoints_load_weights_only_and_carry_metadata(in_tiny_workdir: Path) -> None:
+    cfg = load_config(overrides=["preset=tiny", "train.epochs=1"])
+    out = in_tiny_workdir / "meta_run"
+    model_path = train_run(cfg, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
+    ck = torch.load(model_path, weights_only=True)
+    assert ck["variant"] == "single" and ck["config"]["preset"] == "tiny" and len(ck["git_sha"]) >= 7
+    last = torch.load(out / "state" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "rng", "epoch"} <= set(last)
+    assert isinstance(last["rng"]["torch"], torch.Tensor)
+    assert not list(out.rglob("*.tmp")), "temporary checkpoint files left behind"
+
+
+def test_resume_refuses_a_different_configuration(in_tiny_workdir: Path) -> None:
+    cfg = load_config(overrides=["preset=tiny", "train.epochs=1"])
+    out = in_tiny_workdir / "cfg_run"
+    (out / "model.pt").unlink(missing_ok=True)
+    train_run(cfg, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False, stop_after_epoch=0)
+    other = load_config(overrides=["preset=tiny", "train.epochs=2", "model.width=16"])
+    with pytest.raises(ValueError, match=r"different configuration \(model.width\)"):
+        train_run(other, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
