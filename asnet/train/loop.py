@@ -26,13 +26,13 @@ from tqdm import tqdm
 
 from asnet.config import Config, from_dict
 from asnet.data.clips import ClipDataset, pad_collate
-from asnet.data.crops import crop_resize
+from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
 from asnet.models import build_model
 from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
-from asnet.train.inputs import context_boxes, fixed_saliency_boxes
+from asnet.train.inputs import clip_to_frame, context_boxes, fixed_saliency_boxes
 from asnet.variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def train_run(
             drop_last=len(train_ds) > cfg.train.batch_size,
         )
         parts.model.train()
-        sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0}
+        sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
         n_items = n_spa = 0
         bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
         for it, batch in enumerate(bar):
@@ -255,6 +255,9 @@ def train_run(
                 sums["spa_reward"] += stats["reward"]
                 sums["spa_loss"] += stats["loss"]
                 n_spa += 1
+            if episode is not None and not torch.isnan(batch["gt"]).any():
+                boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
+                sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = {
             "epoch": epoch,
@@ -265,6 +268,9 @@ def train_run(
         if n_spa:
             metrics["spa_reward"] = sums["spa_reward"] / n_spa
             metrics["spa_loss"] = sums["spa_loss"] / n_spa
+        if sums["spa_iou"]:
+            # Diagnostic on synthetic data only: SPA's final box vs the actor's box.
+            metrics["spa_iou"] = sums["spa_iou"] / max(n_items, 1)
         if len(val_ds):
             metrics.update(validate(parts, variant, cfg, rt, val_loader))
             parts.scheduler.step(metrics["val_loss"])
