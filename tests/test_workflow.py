@@ -34,7 +34,7 @@ def test_snakemake_table6_tiny(tmp_path: Path) -> None:
         preds = pd.read_csv(tmp_path / f"results/eval/synthetic_tiny/split1/{variant}/predictions.csv")
         # The table's number is the run's own: mean correctness of its per-video predictions.
         row = table[table["Model"] == ("ASNet (SPA)" if variant == "asnet" else "Single stream")]
-        assert abs(float(row["Split 1"].iloc[0]) - 100 * preds["correct"].mean()) < 1e-6
+        assert abs(float(row["Split 1"].iloc[0]) - 100 * preds["correct"].mean()) < 1e-3  # csv keeps 4 decimals
     for name in ("model.pt", "state/last.pt", "dvclive/metrics.json"):
         assert (tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet" / name).exists(), name
     # Nothing left to do: a second invocation is a no-op.
