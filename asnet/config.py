@@ -51,6 +51,7 @@ class ModelConfig:
     cardinality: int = 32
     fusion: str = "concat"
     pretrained: str | None = None
+    no_max_pool: bool = False
 
 
 @dataclass(frozen=True)

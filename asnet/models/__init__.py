@@ -9,7 +9,9 @@ from asnet.models.resnet3d import BackboneSpec, build_backbone
 
 def build_model(cfg: ModelConfig, num_classes: int, streams: int) -> ASNet:
     """An ASNet (streams=2) or single-stream model (streams=1) from the `model` config."""
-    spec = BackboneSpec(arch=cfg.arch, depth=cfg.depth, width=cfg.width, cardinality=cfg.cardinality)
+    spec = BackboneSpec(
+        arch=cfg.arch, depth=cfg.depth, width=cfg.width, cardinality=cfg.cardinality, no_max_pool=cfg.no_max_pool
+    )
     backbone = build_backbone(spec, num_classes)
     return ASNet(backbone, num_classes, streams, cfg.fusion)
 
