@@ -29,17 +29,18 @@ from tqdm import tqdm
 
 # Order matters: SyntheticSpec.n_classes takes the first n. All are periodic with a
 # period of 8-12 frames, so an 8-frame clip at 25 fps covers most of one cycle.
+# Every class is invariant under a horizontal flip (the paper's training augmentation):
+# a mirrored clockwise circle is an anticlockwise one, so direction is random within
+# Circle and Diagonal rather than being two classes that flipping would swap.
 CLASS_NAMES: tuple[str, ...] = (
     "SwingHorizontal",  # x = A sin(theta)
     "SwingVertical",  # y = A sin(theta)
-    "CircleCW",  # (x, y) = A (cos theta, sin theta); image y points down -> clockwise on screen
-    "CircleCCW",  # (x, y) = A (cos theta, -sin theta)
-    "DiagonalUp",  # oscillation along "/": (a sin theta, -a sin theta)
-    "DiagonalDown",  # oscillation along "\": (a sin theta, a sin theta)
+    "Circle",  # (x, y) = A (cos theta, +-sin theta), direction random per video
+    "Diagonal",  # oscillation along "/" or "\\" (random per video): (a sin theta, -+a sin theta)
     "Pulse",  # static, side s(t) = s0 (1 + 0.45 sin theta)
     "Blink",  # static, fill switches between bright and dark every half period
     "Hop",  # y = -A |sin(theta / 2)|: bounces up from a floor
-    "Figure8",  # (x, y) = (A sin theta, A/2 sin 2 theta)
+    "Figure8",  # (x, y) = (A sin theta, A/2 sin 2 theta), mirror-symmetric
 )
 
 _PERIOD_RANGE = (8.0, 12.0)  # frames per cycle
@@ -104,7 +105,7 @@ class RenderedVideo:
 
 
 def video_stem(class_name: str, group: int, clip: int) -> str:
-    """UCF-101 style file stem, e.g. ``v_CircleCW_g01_c02``."""
+    """UCF-101 style file stem, e.g. ``v_Circle_g01_c02``."""
     return f"v_{class_name}_g{group:02d}_c{clip:02d}"
 
 
@@ -182,14 +183,12 @@ def _actor_trajectory(
         dx = amp * np.sin(theta)
     elif class_name == "SwingVertical":
         dy = amp * np.sin(theta)
-    elif class_name == "CircleCW":
-        dx, dy = amp * np.cos(theta), amp * np.sin(theta)
-    elif class_name == "CircleCCW":
-        dx, dy = amp * np.cos(theta), -amp * np.sin(theta)
-    elif class_name == "DiagonalUp":
-        dx, dy = diag * np.sin(theta), -diag * np.sin(theta)
-    elif class_name == "DiagonalDown":
-        dx, dy = diag * np.sin(theta), diag * np.sin(theta)
+    elif class_name == "Circle":
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        dx, dy = amp * np.cos(theta), direction * amp * np.sin(theta)
+    elif class_name == "Diagonal":
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        dx, dy = diag * np.sin(theta), direction * diag * np.sin(theta)
     elif class_name == "Pulse":
         sides = side * (1 + 0.45 * np.sin(theta))
     elif class_name == "Blink":
