@@ -6,6 +6,7 @@
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}
+    asnet probes                                 # results/probes.{tex,csv} (synthetic learnability)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 """
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
     p = sub.add_parser("table6", help="aggregate evaluated runs into results/table6.{tex,csv}")
     p.add_argument("--out", type=Path, default=Path("results/table6.tex"))
+    _common(p)
+    p = sub.add_parser("probes", help="learnability table of the synthetic set: results/probes.{tex,csv}")
+    p.add_argument("--out", type=Path, default=Path("results/probes.tex"))
     _common(p)
 
     p = sub.add_parser("manifest", help="build one split's manifest CSV from official split lists")
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.evaluate(cfg, args.dataset, args.split, args.variant, progress))
         elif args.command == "table6":
             print(stages.table6(cfg, args.out).to_string(index=False))
+        elif args.command == "probes":
+            print(stages.probes(cfg, args.out).to_string(index=False))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

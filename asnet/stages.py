@@ -120,10 +120,29 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
     )
 
 
-def metric_files(cfg: Config) -> list[Path]:
+PROBES = ["probe_full", "probe_center", "probe_oracle"]
+
+
+def metric_files(cfg: Config, variants: list[str] | None = None) -> list[Path]:
+    """metrics.json of every configured (dataset, split, variant) run."""
     return [
-        paths.eval_dir(d.name, s, v) / "metrics.json" for d in cfg.datasets for s in cfg.splits for v in cfg.variants
+        paths.eval_dir(d.name, s, v) / "metrics.json"
+        for d in cfg.datasets
+        for s in cfg.splits
+        for v in (variants or cfg.variants)
     ]
+
+
+def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFrame:
+    """Learnability of the synthetic set: single stream on full frame / centre / oracle crops."""
+    from asnet.report.tables import write_table6
+
+    synthetic = [d for d in cfg.datasets if d.kind == "synthetic"]
+    if not synthetic:
+        raise ConfigError("the learnability probes need a synthetic dataset (ground-truth boxes)")
+    files = [paths.eval_dir(d.name, s, v) / "metrics.json" for d in synthetic for s in cfg.splits for v in PROBES]
+    return write_table6(files, PROBES, out_tex, out_tex.with_suffix(".csv"),
+                        caption="Learnability of the synthetic set: single-stream top-1 (\\%) by input crop.")
 
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:

@@ -60,16 +60,20 @@ def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
     return styler.to_latex(hrules=True, caption=caption, label=label, position="t", column_format="ll" + "r" * (df.shape[1] - 2))
 
 
-def write_table6(metric_files: list[Path], variant_order: list[str], out_tex: Path, out_csv: Path) -> pd.DataFrame:
-    """Aggregate metrics over splits and write results/table6.{csv,tex}."""
+def write_table6(
+    metric_files: list[Path], variant_order: list[str], out_tex: Path, out_csv: Path, caption: str | None = None
+) -> pd.DataFrame:
+    """Aggregate metrics over splits and write results/table6.{csv,tex} (and the long form
+    with every metric, e.g. the SPA IoUs, as <name>_metrics.csv)."""
     metrics = collect_metrics(metric_files)
     wide = table6_frame(metrics, variant_order)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     wide.to_csv(out_csv, index=False, float_format="%.4f")
+    metrics.to_csv(out_csv.with_name(out_csv.stem + "_metrics.csv"), index=False, float_format="%.4f")
     datasets = sorted(metrics["dataset"].unique())
     no_paper = [d for d in datasets if not (paper_numbers("table6")["dataset"] == d).any()]
-    caption = "Top-1 accuracy (\\%) over the test splits, reproduced by asnet-repro."
+    caption = caption or "Top-1 accuracy (\\%) over the test splits, reproduced by asnet-repro."
     if no_paper:
         caption += f" The paper reports no number for {', '.join(no_paper)} (shown as --)."
-    out_tex.write_text(to_latex(wide, caption, "tab:table6"))
+    out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
     return wide

@@ -9,3 +9,16 @@ rule table6:
         "results/logs/table6.log",
     script:
         "../scripts/table6.py"
+
+
+# Learnability of the synthetic set (single stream: full frame / centre crop / oracle crop).
+rule probes:
+    input:
+        metrics=[str(p) for p in stages_metric_files(CFG, ["probe_full", "probe_center", "probe_oracle"])],
+    output:
+        tex="results/probes.tex",
+        csv="results/probes.csv",
+    log:
+        "results/logs/probes.log",
+    script:
+        "../scripts/probes.py"
