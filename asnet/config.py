@@ -102,6 +102,7 @@ class SPAConfig:
     hidden: int = 256
     normalize_advantage: bool = True
     update_every: int = 1
+    state: str = "paper"
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,14 @@ class Episode:
         return self.boxes[-1]
 
 
-def state_dim(feature_dim: int, num_classes: int) -> int:
-    """|cat(s_g, s_p, s_l)| = 2 D + C."""
-    return 2 * feature_dim + num_classes
+SPATIAL_GRID = (1, 2, 2)  # (T', H', W') cells of the global feature map in the "spatial" state
+
+
+def state_dim(feature_dim: int, num_classes: int, kind: str = "paper") -> int:
+    """|cat(s_g, s_p, s_l)| = 2 D + C; the "spatial" state adds a coarse global feature map
+    (D per grid cell) and the current box (4 normalised coordinates)."""
+    extra = feature_dim * SPATIAL_GRID[0] * SPATIAL_GRID[1] * SPATIAL_GRID[2] + 4 if kind == "spatial" else 0
+    return 2 * feature_dim + num_classes + extra
 
 
 @torch.no_grad()
@@ -66,11 +71,19 @@ def run_episode(
         with autocast():
             return model.features(x).float()  # (B, D)
 
+    def where(boxes: Tensor) -> Tensor:
+        scale = torch.stack([widths, heights, widths, heights], dim=1).float()
+        return (boxes / scale).to(device)  # (B, 4) in frame units
+
     def logits_of(g: Tensor, p: Tensor) -> Tensor:
         return model.head(g, p).float()  # (B, C)
 
     n = clips.shape[0]
-    s_g = embed(full_frame_boxes(heights, widths))  # whole scene resized: computed once
+    scene = crop_resize(clips, full_frame_boxes(heights, widths), inp.size, inp.mean, inp.std, heights, widths)
+    with autocast():
+        fmap = model.backbone.feature_map(scene.to(device)).float()  # (B, D, T', H', W'), computed once
+    s_g = fmap.mean(dim=(2, 3, 4))  # (B, D): the whole scene, as in the paper
+    s_map = F.adaptive_avg_pool3d(fmap, SPATIAL_GRID).flatten(1)  # (B, D * cells), "spatial" state only
     box = initial_boxes(n, spa.init_box, heights, widths)
     s_p = embed(box)
     s_l = logits_of(s_g, s_p)
@@ -78,7 +91,8 @@ def run_episode(
 
     states, acts, logps, vals, rews, boxes, losses = [], [], [], [], [], [box], [loss]
     for _ in range(steps):
-        state = torch.cat([s_g, s_p, s_l], dim=1)  # (B, 2D + C)
+        parts = [s_g, s_p, s_l] + ([s_map, where(box)] if spa.state == "spatial" else [])
+        state = torch.cat(parts, dim=1)  # (B, 2D + C [+ D * cells + 4])
         action, log_prob, value = agent.act(state, deterministic)
         box = actions_to_boxes(action.cpu(), heights, widths, spa.init_box)
         s_p = embed(box)

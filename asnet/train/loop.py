@@ -48,6 +48,7 @@ class Parts:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     agent: ActorCritic | None
     agent_optimizer: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler | None = None  # fp16 autocast (CUDA) only
 
 
 def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) -> Parts:
@@ -64,9 +65,11 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.plateau_factor, patience=t.plateau_patience)
     agent = agent_opt = None
     if variant.saliency == "spa":
-        agent = ActorCritic(state_dim(model.feature_dim, num_classes), cfg.spa.actions, cfg.spa.hidden).to(rt.device)
+        agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden).to(rt.device)
         agent_opt = torch.optim.AdamW(agent.parameters(), lr=cfg.spa.lr, weight_decay=cfg.spa.weight_decay)
-    return Parts(model, opt, sched, agent, agent_opt)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+    scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
+    return Parts(model, opt, sched, agent, agent_opt, scaler)
 
 
 def split_validation(train_df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -215,6 +218,8 @@ def train_run(
         if parts.agent is not None:
             parts.agent.load_state_dict(ck["agent"])
             parts.agent_optimizer.load_state_dict(ck["agent_optimizer"])
+        if parts.scaler is not None and "scaler" in ck:
+            parts.scaler.load_state_dict(ck["scaler"])
         _set_rng_state(ck["rng"])
         start_epoch, history = int(ck["epoch"]) + 1, list(ck["history"])
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
@@ -248,8 +253,13 @@ def train_run(
                 logits = parts.model(x_ctx, x_sal).float()
             loss = F.cross_entropy(logits, labels)
             parts.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            parts.optimizer.step()
+            if parts.scaler is not None:
+                parts.scaler.scale(loss).backward()
+                parts.scaler.step(parts.optimizer)
+                parts.scaler.update()
+            else:
+                loss.backward()
+                parts.optimizer.step()
             b = labels.numel()
             sums["train_loss"] += loss.item() * b
             sums["train_acc"] += float((logits.argmax(1) == labels).sum())
@@ -296,6 +306,8 @@ def train_run(
             "config": cfg.to_dict(),
             "git_sha": sha,
         }
+        if parts.scaler is not None:
+            state["scaler"] = parts.scaler.state_dict()
         if parts.agent is not None:
             state["agent"] = parts.agent.state_dict()
             state["agent_optimizer"] = parts.agent_optimizer.state_dict()
@@ -327,6 +339,8 @@ def load_trained(path: Path, device: str | torch.device = "cpu") -> tuple[Config
     model.load_state_dict(ck["model"])
     agent = None
     if ck.get("agent") is not None:
-        agent = ActorCritic(state_dim(model.feature_dim, int(ck["num_classes"])), cfg.spa.actions, cfg.spa.hidden)
+        agent = ActorCritic(
+            state_dim(model.feature_dim, int(ck["num_classes"]), cfg.spa.state), cfg.spa.actions, cfg.spa.hidden
+        )
         agent.load_state_dict(ck["agent"])
     return cfg, variant, model.to(device).eval(), agent.to(device).eval() if agent is not None else None
