@@ -82,7 +82,7 @@ def run_episode(
     scene = crop_resize(clips, full_frame_boxes(heights, widths), inp.size, inp.mean, inp.std, heights, widths)
     with autocast():
         fmap = model.backbone.feature_map(scene.to(device)).float()  # (B, D, T', H', W'), computed once
-    s_g = fmap.mean(dim=(2, 3, 4))  # (B, D): the whole scene, as in the paper
+    s_g = F.adaptive_avg_pool3d(fmap, 1).flatten(1)  # (B, D): the whole scene, as in the paper
     s_map = F.adaptive_avg_pool3d(fmap, SPATIAL_GRID).flatten(1)  # (B, D * cells), "spatial" state only
     box = initial_boxes(n, spa.init_box, heights, widths)
     s_p = embed(box)
