@@ -31,6 +31,8 @@ class DatasetConfig:
     kind: str
     root: str | None = None
     splits_dir: str | None = None
+    archive: str | None = None
+    splits_archive: str | None = None
     allow_missing: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
 

@@ -16,17 +16,44 @@ from asnet.config import Config, ConfigError, DatasetConfig
 log = logging.getLogger(__name__)
 
 
+_SPLIT_FILES = {"ucf101": "classInd.txt, trainlist0k.txt, testlist0k.txt", "hmdb51": "<class>_test_split<k>.txt"}
+
+
 def _real_dirs(ds: DatasetConfig) -> tuple[Path, Path]:
     if not ds.root or not ds.splits_dir:
         raise ConfigError(
             f"datasets[{ds.name}]: kind {ds.kind} needs `root` (folder of class folders of videos) and "
-            "`splits_dir` (folder with classInd.txt, trainlist0k.txt, testlist0k.txt); see README, Real datasets"
+            f"`splits_dir` (folder with {_SPLIT_FILES.get(ds.kind, 'the split lists')}); see README, Real datasets"
         )
     root, splits = Path(ds.root), Path(ds.splits_dir)
     for key, p in (("root", root), ("splits_dir", splits)):
         if not p.is_dir():
             raise ConfigError(f"datasets[{ds.name}].{key}: {p} is not a directory; fix the path in config/config.yaml")
     return root, splits
+
+
+def _unpack_archives(ds: DatasetConfig) -> None:
+    """Unpack `archive` / `splits_archive` next to `root` unless root and splits_dir already exist."""
+    from asnet.data.archives import UNPACKED_NAMES, unpack_hmdb51, unpack_ucf101, unpacked_dirs
+
+    if not (ds.archive and ds.splits_archive and ds.root and ds.splits_dir):
+        raise ConfigError(
+            f"datasets[{ds.name}]: `archive` and `splits_archive` go together, with `root` and `splits_dir` "
+            "naming where they unpack to; see README, Real datasets"
+        )
+    root, splits_dir = Path(ds.root), Path(ds.splits_dir)
+    if root.is_dir() and splits_dir.is_dir():
+        return
+    if ds.kind not in UNPACKED_NAMES:
+        raise ConfigError(f"datasets[{ds.name}]: `archive` is supported for kinds {sorted(UNPACKED_NAMES)}, not {ds.kind}")
+    # the archives decide the folder names, so check the config agrees before unpacking gigabytes
+    for key, want, have in zip(("root", "splits_dir"), (root, splits_dir), unpacked_dirs(ds.kind, root.parent),
+                               strict=True):
+        if want.resolve() != have.resolve():
+            raise ConfigError(f"datasets[{ds.name}].{key}: the archives unpack to {have}; set {key}: {have}")
+    unpack = unpack_ucf101 if ds.kind == "ucf101" else unpack_hmdb51
+    summary = unpack(Path(ds.archive), Path(ds.splits_archive), root.parent)
+    log.info("%s: %d videos in %d classes under %s", ds.name, summary["n_videos"], summary["n_classes"], root)
 
 
 def video_root(cfg: Config, dataset: str) -> Path:
@@ -52,6 +79,8 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
         log.info("synthetic dataset in %s: %s", raw, summary)
         root, splits_dir = raw / "videos", raw / "splits"
     else:
+        if ds.archive or ds.splits_archive:
+            _unpack_archives(ds)
         root, splits_dir = _real_dirs(ds)
     out = []
     for split in cfg.splits:

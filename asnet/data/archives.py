@@ -48,8 +48,11 @@ UNPACKED_NAMES: dict[str, tuple[str, str]] = {
 _HMDB_INNER = "hmdb51_org"  # folder of the 51 class archives, deleted once all are unpacked
 
 
-class ArchiveError(RuntimeError):
-    """An archive is missing, unreadable, laid out unexpectedly, or conflicts with earlier output."""
+class ArchiveError(ValueError):
+    """An archive is missing, unreadable, laid out unexpectedly, or conflicts with earlier output.
+
+    A ValueError (bad input, like SplitFormatError) so the CLI reports it as a one-line error.
+    """
 
 
 class ToolNotFoundError(ArchiveError):
