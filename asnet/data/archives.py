@@ -149,15 +149,16 @@ def unpack_archive(
     skipped without running the tool.
     """
     archive, out_dir = Path(archive), Path(out_dir)
-    target = out_dir / name
+    target, tmp = out_dir / name, out_dir / f".partial-{name}"
     if target.exists():
         _check_marker(target, archive)
+        if tmp.exists():
+            shutil.rmtree(tmp)  # a run killed after the rename, before its clean-up
         return target, False
     if not archive.is_file():
         raise ArchiveError(f"archive not found: {archive}; check the `archive`/`splits_archive` path in the config")
     exe = find_tool(tool)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".partial-{name}"
     if tmp.exists():
         # left by a killed run; the tool cannot resume inside an archive, so start this unit over
         shutil.rmtree(tmp)
