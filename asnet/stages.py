@@ -171,7 +171,8 @@ def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFr
         raise ConfigError("the learnability probes need a synthetic dataset (ground-truth boxes)")
     files = [paths.eval_dir(d.name, s, v) / "metrics.json" for d in synthetic for s in cfg.splits for v in PROBES]
     return write_table6(files, PROBES, out_tex, out_tex.with_suffix(".csv"),
-                        caption="Learnability of the synthetic set: single-stream top-1 (\\%) by input crop.")
+                        caption="Learnability of the synthetic set: single-stream top-1 (\\%) by input crop.",
+                        paper_column=False)
 
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:

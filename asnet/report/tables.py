@@ -36,7 +36,7 @@ def paper_numbers(table: str) -> pd.DataFrame:
     return df[df["table"] == table]
 
 
-def table6_frame(metrics: pd.DataFrame, variant_order: list[str]) -> pd.DataFrame:
+def table6_frame(metrics: pd.DataFrame, variant_order: list[str], paper_column: bool = True) -> pd.DataFrame:
     """Wide table: per dataset and variant, top-1 (%) per split, mean over splits, paper's value."""
     paper = paper_numbers("table6")
     splits = sorted(metrics["split"].unique())
@@ -48,6 +48,9 @@ def table6_frame(metrics: pd.DataFrame, variant_order: list[str]) -> pd.DataFram
             for s in splits:
                 row[f"Split {s}"] = 100 * sub["top1"].get(s, float("nan"))
             row[f"Mean ({len(sub)} splits)"] = 100 * sub["top1"].mean()
+            if not paper_column:
+                out.append(row)
+                continue
             hit = paper[(paper["dataset"] == dataset) & (paper["row"] == variant) & (paper["column"] == "top1_mean3")]
             row["Paper"] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
             out.append(row)
@@ -61,12 +64,17 @@ def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
 
 
 def write_table6(
-    metric_files: list[Path], variant_order: list[str], out_tex: Path, out_csv: Path, caption: str | None = None
+    metric_files: list[Path],
+    variant_order: list[str],
+    out_tex: Path,
+    out_csv: Path,
+    caption: str | None = None,
+    paper_column: bool = True,
 ) -> pd.DataFrame:
     """Aggregate metrics over splits and write results/table6.{csv,tex} (and the long form
     with every metric, e.g. the SPA IoUs, as <name>_metrics.csv)."""
     metrics = collect_metrics(metric_files)
-    wide = table6_frame(metrics, variant_order)
+    wide = table6_frame(metrics, variant_order, paper_column)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     wide.to_csv(out_csv, index=False, float_format="%.4f")
     metrics.to_csv(out_csv.with_name(out_csv.stem + "_metrics.csv"), index=False, float_format="%.4f")
@@ -74,7 +82,7 @@ def write_table6(
     p6 = paper_numbers("table6")
     no_paper = [d for d in datasets if not ((p6["dataset"] == d) & (p6["column"] == "top1_mean3")).any()]
     caption = caption or "Top-1 accuracy (\\%) over the test splits, reproduced by asnet-repro."
-    if no_paper:
+    if no_paper and paper_column:
         caption += f" The paper reports no number for {', '.join(no_paper)} (shown as --)."
     out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
     return wide
