@@ -42,7 +42,8 @@ def table6_frame(metrics: pd.DataFrame, variant_order: list[str], paper_column: 
     splits = sorted(metrics["split"].unique())
     out = []
     for dataset in sorted(metrics["dataset"].unique()):
-        for variant in [v for v in variant_order if v in set(metrics["variant"])]:
+        present = set(metrics.loc[metrics["dataset"] == dataset, "variant"])
+        for variant in [v for v in variant_order if v in present]:
             sub = metrics[(metrics["dataset"] == dataset) & (metrics["variant"] == variant)].set_index("split")
             row = {"Dataset": dataset, "Model": LABELS.get(variant, variant)}
             for s in splits:
