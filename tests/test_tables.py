@@ -35,5 +35,7 @@ def test_means_per_split_values_and_paper_numbers(tmp_path: Path) -> None:
     assert "no number for synthetic" in text
     assert pd.read_csv(csv).shape[0] == 3
     # Deterministic output: the same inputs give the same bytes.
-    write_table6(files, ["single", "siamese_center", "asnet"], tmp_path / "again.tex", tmp_path / "again.csv")
-    assert (tmp_path / "again.tex").read_bytes() == tex.read_bytes()
+    again = tmp_path / "again"
+    again.mkdir()
+    write_table6(files, ["single", "siamese_center", "asnet"], again / "table6.tex", again / "table6.csv")
+    assert (again / "table6.tex").read_bytes() == tex.read_bytes()
