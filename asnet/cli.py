@@ -7,6 +7,8 @@
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}
     asnet probes                                 # results/probes.{tex,csv} (synthetic learnability)
+    asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
+    asnet figure5                                # results/figure5.{pdf,png} (SPA boxes, Grad-CAM)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 """
@@ -47,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("probes", help="learnability table of the synthetic set: results/probes.{tex,csv}")
     p.add_argument("--out", type=Path, default=Path("results/probes.tex"))
+    _common(p)
+    p = sub.add_parser("figure4", help="SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}")
+    p.add_argument("--out", type=Path, default=Path("results/figure4.pdf"))
+    _common(p)
+    p = sub.add_parser("figure5", help="SPA boxes on test frames, Grad-CAM ASNet vs single: results/figure5.{pdf,png}")
+    p.add_argument("--out", type=Path, default=Path("results/figure5.pdf"))
+    p.add_argument("--videos", type=int, default=4, help="test videos (rows) to show")
     _common(p)
 
     p = sub.add_parser("manifest", help="build one split's manifest CSV from official split lists")
@@ -89,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.table6(cfg, args.out).to_string(index=False))
         elif args.command == "probes":
             print(stages.probes(cfg, args.out).to_string(index=False))
+        elif args.command == "figure4":
+            print(stages.figure4(cfg, args.out))
+        elif args.command == "figure5":
+            print(stages.figure5(cfg, args.out, args.videos))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -179,3 +179,40 @@ def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFr
     from asnet.report.tables import write_table6
 
     return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"))
+
+
+def figure4_runs(cfg: Config) -> list[Path]:
+    """Run folders Figure 4 plots: the ASNet run of every configured (dataset, split)."""
+    return [paths.run_dir(d.name, s, "asnet") for d in cfg.datasets for s in cfg.splits]
+
+
+def figure5_runs(cfg: Config) -> dict[str, Path]:
+    """Inputs of Figure 5: split 1 (else the first configured split) of the first dataset."""
+    dataset = cfg.datasets[0].name
+    split = 1 if 1 in cfg.splits else cfg.splits[0]
+    return {
+        "asnet": paths.run_dir(dataset, split, "asnet") / "model.pt",
+        "single": paths.run_dir(dataset, split, "single") / "model.pt",
+        "manifest": paths.manifest(dataset, split),
+        "frames": paths.frames_dir(dataset),
+    }
+
+
+def figure4(cfg: Config, out_pdf: Path = Path("results/figure4.pdf")) -> Path:
+    """SPA mean reward and loss per epoch of every ASNet run: results/figure4.{pdf,png}."""
+    from asnet.report.figures import figure4 as make_figure4
+
+    make_figure4(figure4_runs(cfg), out_pdf.with_suffix(""))
+    return out_pdf
+
+
+def figure5(cfg: Config, out_pdf: Path = Path("results/figure5.pdf"), n_videos: int = 4) -> Path:
+    """SPA boxes on test frames and Grad-CAM, ASNet vs single stream: results/figure5.{pdf,png}."""
+    from asnet.report.figures import figure5 as make_figure5
+
+    runs = figure5_runs(cfg)
+    single = runs["single"] if runs["single"].exists() else None
+    if single is None:
+        log.warning("figure 5: %s not found; Grad-CAM of ASNet only", runs["single"])
+    make_figure5(runs["asnet"], runs["manifest"], runs["frames"], out_pdf.with_suffix(""), n_videos, single)
+    return out_pdf

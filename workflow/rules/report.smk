@@ -22,3 +22,35 @@ rule probes:
         "results/logs/probes.log",
     script:
         "../scripts/probes.py"
+
+
+from asnet.stages import figure4_runs as stages_figure4_runs, figure5_runs as stages_figure5_runs
+
+
+# Figure 4: SPA mean reward and loss per epoch, one line per configured (dataset, split) ASNet run.
+rule figure4:
+    input:
+        models=[str(p / "model.pt") for p in stages_figure4_runs(CFG)],
+    output:
+        pdf="results/figure4.pdf",
+        png="results/figure4.png",
+    log:
+        "results/logs/figure4.log",
+    script:
+        "../scripts/figure4.py"
+
+
+# Figure 5: SPA boxes on test frames and Grad-CAM, ASNet vs single stream (first dataset, split 1).
+rule figure5:
+    input:
+        asnet=str(stages_figure5_runs(CFG)["asnet"]),
+        single=str(stages_figure5_runs(CFG)["single"]),
+        manifest=str(stages_figure5_runs(CFG)["manifest"]),
+        index=str(paths.frames_index(CFG.datasets[0].name)),
+    output:
+        pdf="results/figure5.pdf",
+        png="results/figure5.png",
+    log:
+        "results/logs/figure5.log",
+    script:
+        "../scripts/figure5.py"
