@@ -190,6 +190,15 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset file, merged over the preset its `base:` key names (if any)."""
+    if name in _seen:
+        raise ConfigError(f"preset {name!r}: circular `base:` chain {' -> '.join(_seen + (name,))}")
+    data = load_yaml(PRESETS_DIR / f"{name}.yaml")
+    base = data.pop("base", None)
+    return deep_merge(load_preset(base, _seen + (name,)), data) if base else data
+
+
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     """Merge the preset named by `raw["preset"]` with the rest of `raw` and validate it."""
     preset = raw.get("preset", "default")
@@ -197,7 +206,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(preset, str) or not preset_path.exists():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
         raise ConfigError(f"preset: unknown preset {preset!r}; choose one of: {known}")
-    merged = deep_merge(load_yaml(preset_path), {k: v for k, v in raw.items() if k != "preset"})
+    merged = deep_merge(load_preset(preset), {k: v for k, v in raw.items() if k != "preset"})
     merged["preset"] = preset
     validate(merged)
     return merged

@@ -6,7 +6,7 @@ from asnet.config import ConfigError, load_config, parse_overrides
 
 
 def test_presets_resolve():
-    for preset in ("default", "paper", "tiny"):
+    for preset in ("default", "paper", "paper64", "tiny"):
         cfg = load_config(overrides=[f"preset={preset}"])
         assert cfg.preset == preset and cfg.splits
 

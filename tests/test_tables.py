@@ -39,3 +39,20 @@ def test_means_per_split_values_and_paper_numbers(tmp_path: Path) -> None:
     again.mkdir()
     write_table6(files, ["single", "siamese_center", "asnet"], again / "table6.tex", again / "table6.csv")
     assert (again / "table6.tex").read_bytes() == tex.read_bytes()
+
+
+def test_uncertainty_columns_from_predictions(tmp_path: Path) -> None:
+    files = []
+    for variant, correct in {"single": [1, 0, 0, 0, 1, 0], "asnet": [1, 1, 1, 1, 1, 0]}.items():
+        m = _metrics(tmp_path, "synthetic", 1, variant, sum(correct) / len(correct))
+        pd.DataFrame({"video": [f"v{i}" for i in range(6)], "correct": correct}).to_csv(
+            m.parent / "predictions.csv", index=False
+        )
+        files.append(m)
+    write_table6(files, ["single", "asnet"], tmp_path / "table6.tex", tmp_path / "table6.csv")
+    long = pd.read_csv(tmp_path / "table6_metrics.csv").set_index("variant")
+    # asnet right where single is wrong on 3 videos, never the reverse: exact p = 2 * 0.5^3.
+    assert abs(long.loc["asnet", "mcnemar_p_vs_single"] - 0.25) < 1e-9
+    assert pd.isna(long.loc["single", "mcnemar_p_vs_single"])
+    for v in ("single", "asnet"):
+        assert long.loc[v, "top1_ci_low"] <= long.loc[v, "top1"] <= long.loc[v, "top1_ci_high"]

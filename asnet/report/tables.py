@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from asnet.config import REPO_ROOT
+from asnet.report.stats import bootstrap_ci, mcnemar
 from asnet.variants import LABELS
 
 PAPER_NUMBERS = REPO_ROOT / "workflow" / "paper" / "paper_numbers.csv"
@@ -27,7 +28,34 @@ def collect_metrics(paths: list[Path]) -> pd.DataFrame:
         raise ValueError("no metrics files given")
     df = pd.DataFrame(rows).drop(columns=["variant"], errors="ignore")
     df.insert(1, "variant", [r["variant"] for r in rows])
-    return df.sort_values(["dataset", "variant", "split"]).reset_index(drop=True)
+    df = df.sort_values(["dataset", "variant", "split"]).reset_index(drop=True)
+    return add_uncertainty(df, [Path(p).parent for p in paths])
+
+
+def add_uncertainty(df: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
+    """Per run: a 95% bootstrap interval of top-1 over test videos; per non-single run: the
+    McNemar p-value against the single-stream run on the same split's videos."""
+    preds: dict[tuple[str, int, str], pd.DataFrame] = {}
+    for d in run_dirs:
+        f = d / "predictions.csv"
+        if f.exists():
+            preds[(d.parent.parent.name, int(d.parent.name[5:]), d.name)] = pd.read_csv(f).set_index("video")
+    lo, hi, p_single = [], [], []
+    for row in df.itertuples():
+        p = preds.get((row.dataset, row.split, row.variant))
+        if p is None or not len(p):
+            lo.append(float("nan")), hi.append(float("nan")), p_single.append(float("nan"))
+            continue
+        a, b = bootstrap_ci(p["correct"].to_numpy())
+        lo.append(a), hi.append(b)
+        base = preds.get((row.dataset, row.split, "single"))
+        if row.variant == "single" or base is None:
+            p_single.append(float("nan"))
+            continue
+        common = p.index.intersection(base.index)
+        test = mcnemar(p.loc[common, "correct"].to_numpy(), base.loc[common, "correct"].to_numpy())
+        p_single.append(float(test["p"]))
+    return df.assign(top1_ci_low=lo, top1_ci_high=hi, mcnemar_p_vs_single=p_single)
 
 
 def paper_numbers(table: str) -> pd.DataFrame:
