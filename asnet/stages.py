@@ -176,9 +176,16 @@ def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFr
 
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
+    """Table 6 with the cost of each model (params, forward GMACs per view)."""
+    from asnet.report.flops import model_cost
     from asnet.report.tables import write_table6
 
-    return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"))
+    costs = {}
+    for d in cfg.datasets:
+        num_classes = int(pd.read_csv(paths.manifest(d.name, cfg.splits[0]))["label"].max()) + 1
+        for v in cfg.variants:
+            costs[(d.name, v)] = model_cost(cfg, num_classes, v)
+    return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"), costs=costs)
 
 
 def figure4_runs(cfg: Config) -> list[Path]:

@@ -44,10 +44,13 @@ def add_uncertainty(df: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
     for row in df.itertuples():
         p = preds.get((row.dataset, row.split, row.variant))
         if p is None or not len(p):
-            lo.append(float("nan")), hi.append(float("nan")), p_single.append(float("nan"))
+            lo.append(float("nan"))
+            hi.append(float("nan"))
+            p_single.append(float("nan"))
             continue
         a, b = bootstrap_ci(p["correct"].to_numpy())
-        lo.append(a), hi.append(b)
+        lo.append(a)
+        hi.append(b)
         base = preds.get((row.dataset, row.split, "single"))
         if row.variant == "single" or base is None:
             p_single.append(float("nan"))
@@ -64,8 +67,14 @@ def paper_numbers(table: str) -> pd.DataFrame:
     return df[df["table"] == table]
 
 
-def table6_frame(metrics: pd.DataFrame, variant_order: list[str], paper_column: bool = True) -> pd.DataFrame:
-    """Wide table: per dataset and variant, top-1 (%) per split, mean over splits, paper's value."""
+def table6_frame(
+    metrics: pd.DataFrame,
+    variant_order: list[str],
+    paper_column: bool = True,
+    costs: dict[tuple[str, str], dict] | None = None,
+) -> pd.DataFrame:
+    """Wide table: per dataset and variant, top-1 (%) per split, mean over splits, paper's
+    value, and (given `costs`) parameters and forward GMACs per view x views."""
     paper = paper_numbers("table6")
     splits = sorted(metrics["split"].unique())
     out = []
@@ -77,18 +86,25 @@ def table6_frame(metrics: pd.DataFrame, variant_order: list[str], paper_column: 
             for s in splits:
                 row[f"Split {s}"] = 100 * sub["top1"].get(s, float("nan"))
             row[f"Mean ({len(sub)} splits)"] = 100 * sub["top1"].mean()
-            if not paper_column:
-                out.append(row)
-                continue
-            hit = paper[(paper["dataset"] == dataset) & (paper["row"] == variant) & (paper["column"] == "top1_mean3")]
-            row["Paper"] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
+            if paper_column:
+                hit = paper[(paper["dataset"] == dataset) & (paper["row"] == variant) & (paper["column"] == "top1_mean3")]
+                row["Paper"] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
+            if costs is not None and (dataset, variant) in costs:
+                c = costs[(dataset, variant)]
+                row["Params (M)"] = c["total_params"] / 1e6
+                row["GMACs/view"] = c["gmacs_per_view"]
+                row["Views"] = int(round((sub["clips"] / sub["videos"]).mean()))
             out.append(row)
     return pd.DataFrame(out)
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
     """booktabs LaTeX with one decimal and "--" for missing values; deterministic."""
-    styler = df.style.format(precision=1, na_rep="--").hide(axis="index")
+    fmt = {c: "{:.1f}" for c in df.columns if c not in ("Dataset", "Model")}
+    fmt.update({c: "{:.3f}" for c in ("Params (M)", "GMACs/view") if c in df.columns})
+    if "Views" in df.columns:
+        fmt["Views"] = "{:d}"
+    styler = df.style.format(fmt, na_rep="--").hide(axis="index")
     return styler.to_latex(hrules=True, caption=caption, label=label, position="t", column_format="ll" + "r" * (df.shape[1] - 2))
 
 
@@ -99,11 +115,12 @@ def write_table6(
     out_csv: Path,
     caption: str | None = None,
     paper_column: bool = True,
+    costs: dict[tuple[str, str], dict] | None = None,
 ) -> pd.DataFrame:
     """Aggregate metrics over splits and write results/table6.{csv,tex} (and the long form
     with every metric, e.g. the SPA IoUs, as <name>_metrics.csv)."""
     metrics = collect_metrics(metric_files)
-    wide = table6_frame(metrics, variant_order, paper_column)
+    wide = table6_frame(metrics, variant_order, paper_column, costs)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     wide.to_csv(out_csv, index=False, float_format="%.4f")
     metrics.to_csv(out_csv.with_name(out_csv.stem + "_metrics.csv"), index=False, float_format="%.4f")
@@ -113,5 +130,8 @@ def write_table6(
     caption = caption or "Top-1 accuracy (\\%) over the test splits, reproduced by asnet-repro."
     if no_paper and paper_column:
         caption += f" The paper reports no number for {', '.join(no_paper)} (shown as --)."
+    if costs:
+        caption += (" Params: model + SPA agent. GMACs/view: forward multiply-adds per clip"
+                    " (torch FlopCounterMode), SPA's test-time rollouts included; Views: clips per video.")
     out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
     return wide

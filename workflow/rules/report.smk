@@ -2,6 +2,8 @@
 rule table6:
     input:
         metrics=[str(p) for p in stages_metric_files(CFG)],
+        # the class count (for the cost columns) comes from the manifests
+        manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
     output:
         tex="results/table6.tex",
         csv="results/table6.csv",

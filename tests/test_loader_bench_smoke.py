@@ -1,0 +1,44 @@
+"""benchmarks/loader.py runs end to end at tiny settings and prints one line per stored format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "loader.py"
+FORMATS = ("npy", "npy_u8crop", "npy_small", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi")
+
+
+def test_loader_benchmark_smoke(tmp_path: Path) -> None:
+    out_json = tmp_path / "loader.json"
+    cmd = [
+        sys.executable, str(SCRIPT), "--videos", "2", "--seconds", "1", "--short-side", "64", "--small-side", "48",
+        "--clips", "2", "--repeats", "1", "--workdir", str(tmp_path / "work"), "--json", str(out_json),
+    ]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for name in FORMATS:
+        assert any(line.startswith(f"format {name}: ") and "clips/s @16f" in line and "@64f" in line for line in lines), (
+            name, proc.stdout,
+        )
+        assert any(line.startswith(f"| {name} |") for line in lines), proc.stdout
+        assert any(line.startswith(f"workers {name}: ") for line in lines), proc.stdout
+    res = json.loads(out_json.read_text())
+    assert set(res["formats"]) == set(FORMATS)
+    for entry in res["formats"].values():
+        assert entry["bytes_per_video_s"] > 0
+        assert entry["16f"]["clips_per_s"] > 0 and entry["64f"]["clips_per_s"] > 0
+    assert abs(res["formats"]["jpeg"]["16f"]["vs_jpeg"] - 1.0) < 1e-9
+    assert elapsed < 40, f"smoke run took {elapsed:.0f} s"
+
+
+def test_loader_benchmark_help() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--videos" in proc.stdout and "--cold" in proc.stdout
