@@ -254,6 +254,23 @@ def from_dict(data: dict[str, Any]) -> Config:
     )
 
 
+def with_overrides(cfg: Config, overrides: dict[str, Any] | tuple[tuple[str, Any], ...]) -> Config:
+    """`cfg` with dotted-key overrides ({"model.fusion": "sum"}) applied and re-validated."""
+    items = overrides.items() if isinstance(overrides, dict) else overrides
+    if not items:
+        return cfg
+    nested: dict[str, Any] = {}
+    for key, value in items:
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    merged = deep_merge(cfg.to_dict(), nested)
+    validate(merged)
+    return from_dict(merged)
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load `config/config.yaml` (or `path`), apply KEY=VALUE overrides, validate, type."""
     raw = load_yaml(path or REPO_ROOT / "config" / "config.yaml")

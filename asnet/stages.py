@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from asnet import paths
-from asnet.config import Config, ConfigError, DatasetConfig
+from asnet.config import Config, ConfigError, DatasetConfig, with_overrides
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,11 @@ def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
 
 
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
+    """Train one run; the variant's own config changes (fusion, SPA actions/steps) apply."""
     from asnet.train.loop import train_run
+    from asnet.variants import get_variant
 
+    cfg = with_overrides(cfg, get_variant(variant).overrides)
     return train_run(
         cfg, paths.manifest(dataset, split), paths.frames_dir(dataset), paths.run_dir(dataset, split, variant),
         variant, progress=progress,
@@ -223,3 +226,23 @@ def figure5(cfg: Config, out_pdf: Path = Path("results/figure5.pdf"), n_videos: 
         log.warning("figure 5: %s not found; Grad-CAM of ASNet only", runs["single"])
     make_figure5(runs["asnet"], runs["manifest"], runs["frames"], out_pdf.with_suffix(""), n_videos, single)
     return out_pdf
+
+
+def experiment_runs(cfg: Config, table: str) -> list[tuple[str, Path]]:
+    """(variant, metrics.json) of an experiment table's rows: first dataset, first split
+    (the paper reports Tables 1-4 on split 1)."""
+    from asnet.variants import EXPERIMENTS
+
+    if table not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment table {table!r}; choose one of {sorted(EXPERIMENTS)}")
+    dataset, split = cfg.datasets[0].name, cfg.splits[0]
+    return [(v, paths.eval_dir(dataset, split, v) / "metrics.json") for v, _, _ in EXPERIMENTS[table]]
+
+
+def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd.DataFrame:
+    """results/<table>.{tex,csv}: our top-1 with its bootstrap interval beside the paper's."""
+    from asnet.report.tables import write_experiment_table
+    from asnet.variants import EXPERIMENTS
+
+    out_tex = out_tex or Path("results") / f"{table}.tex"
+    return write_experiment_table(table, EXPERIMENTS[table], dict(experiment_runs(cfg, table)), out_tex)

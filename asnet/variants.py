@@ -2,12 +2,16 @@
 
 `context` is the first stream's input: "conventional" (multi-scale corner crop + flip in
 training, centre crop at test) or a fixed box policy for the learnability probes.
-`saliency` is the second stream's input (None for single-stream models).
+`saliency` is the second stream's input (None for single-stream models): "spa" or one of
+the fixed boxes of asnet.train.inputs.fixed_saliency_boxes. `overrides` are config
+changes the variant makes (Table 3's fusions, Table 4's actions and steps), applied on top
+of the run's configuration and stored with its checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,29 +19,63 @@ class Variant:
     name: str
     streams: int
     context: str = "conventional"  # conventional | full | center | oracle
-    saliency: str | None = None  # center | spa
+    saliency: str | None = None  # spa | center | random | corner | multiscale | full | tl | tr | bl | br
+    overrides: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("single", 1),
-        Variant("siamese_center", 2, saliency="center"),
-        Variant("asnet", 2, saliency="spa"),
-        # Learnability probes of the synthetic set (single stream, same box in training and test).
-        Variant("probe_full", 1, context="full"),
-        Variant("probe_center", 1, context="center"),
-        Variant("probe_oracle", 1, context="oracle"),
+def _asnet(name: str, label: str, **overrides: Any) -> Variant:
+    return Variant(name, 2, saliency="spa", label=label, overrides=tuple(overrides.items()))
+
+
+_BASE = (
+    Variant("single", 1, label="Single stream"),
+    Variant("siamese_center", 2, saliency="center", label="Siamese, centre crop"),
+    Variant("asnet", 2, saliency="spa", label="ASNet (SPA)"),
+    # Learnability probes of the synthetic set (single stream, same box in training and test).
+    Variant("probe_full", 1, context="full", label="Full frame"),
+    Variant("probe_center", 1, context="center", label="Centre crop"),
+    Variant("probe_oracle", 1, context="oracle", label="Oracle crop (ground truth)"),
+)
+# Table 1: what the saliency stream is fed instead of SPA's patch. Names are the rows of
+# workflow/paper/paper_numbers.csv.
+_TABLE1 = tuple(
+    Variant(f"siamese_{name}", 2, saliency=kind, label=label)
+    for name, kind, label in (
+        ("random", "random", "Random crop"),
+        ("corner", "corner", "Corner crop"),
+        ("multiscale", "multiscale", "Multi-scale crop"),
+        ("full_resize", "full", "Full-frame resize"),
+        ("top_left", "tl", "Top-left corner"),
+        ("top_right", "tr", "Top-right corner"),
+        ("bottom_left", "bl", "Bottom-left corner"),
+        ("bottom_right", "br", "Bottom-right corner"),
     )
-}
+)
+# Table 3: fusion of the two streams (concatenation is `asnet`).
+_TABLE3 = tuple(
+    _asnet(f"asnet_fusion_{f}", f"ASNet, {f} fusion", **{"model.fusion": f})
+    for f in ("individual", "sum", "conv", "multiply")
+)
+# Table 4: number of SPA actions x SPA training steps T.
+_TABLE4 = tuple(
+    _asnet(f"asnet_{a}actions_steps{t}", f"ASNet, {a} actions, T={t}", **{"spa.actions": a, "spa.train_steps": t})
+    for a in (2, 3, 4)
+    for t in (2, 5, 10, 15)
+)
 
-LABELS = {
-    "single": "Single stream",
-    "siamese_center": "Siamese, centre crop",
-    "asnet": "ASNet (SPA)",
-    "probe_full": "Full frame",
-    "probe_center": "Centre crop",
-    "probe_oracle": "Oracle crop (ground truth)",
+VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE3 + _TABLE4}
+LABELS = {v.name: v.label for v in VARIANTS.values()}
+
+# The paper's experiment tables: rows (variant names) and, for the paper's value of a row,
+# (paper table, paper row, paper column).
+EXPERIMENTS: dict[str, list[tuple[str, str, str]]] = {
+    "table1": [("single", "single", "top1_split1"), ("siamese_center", "siamese_center", "top1_split1"),
+               ("asnet", "asnet", "top1_split1")]
+    + [(v.name, v.name, "top1_split1") for v in _TABLE1],
+    "table3": [("single", "single", "top1_split1"), ("asnet", "asnet", "top1_split1")]
+    + [(v.name, v.name, "top1_split1") for v in _TABLE3],
+    "table4": [(v.name, v.name.split("_steps")[0], "top1_split1_steps" + v.name.split("_steps")[1]) for v in _TABLE4],
 }
 
 

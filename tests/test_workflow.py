@@ -76,3 +76,19 @@ def test_dvc_repro_wraps_snakemake_and_is_then_up_to_date(tmp_path: Path) -> Non
     status = _run(dvc + ["status"], clone)
     assert "up to date" in status.stdout.lower(), status.stdout
     assert (clone / "results/table6.tex").read_text() == first
+
+
+@pytest.mark.slow
+def test_experiment_table_tiny(tmp_path: Path) -> None:
+    """Table 3 (fusions) end to end: every row trained with its own fusion, paper values beside."""
+    _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+                      "results/table3.tex", "--config", "preset=tiny"], REPO)
+    table = pd.read_csv(tmp_path / "results/table3.csv")
+    assert len(table) == 6 and table["Top-1"].between(0, 100).all()
+    assert (table["CI low"] <= table["Top-1"]).all() and (table["Top-1"] <= table["CI high"]).all()
+    assert set(table["Paper UCF-101"]) == {91.7, 93.7, 92.8, 92.7, 92.6, 92.1}
+    import torch
+
+    ck = torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet_fusion_sum/model.pt", weights_only=True)
+    assert ck["config"]["model"]["fusion"] == "sum"
+    assert "Table 3: fusion of the two streams" in (tmp_path / "results/table3.tex").read_text()

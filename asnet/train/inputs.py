@@ -10,6 +10,7 @@ from torch import Tensor
 
 from asnet.config import Config
 from asnet.data.crops import (
+    CORNERS,
     centre_crop_boxes,
     full_frame_boxes,
     multiscale_corner_boxes,
@@ -40,14 +41,29 @@ def context_boxes(
 
 
 def fixed_saliency_boxes(kind: str, cfg: Config, heights: Tensor, widths: Tensor, gen: torch.Generator) -> Tensor:
-    """Non-learned saliency-stream boxes of SPA's initial size: centre, corners, random. -> (B, 4)"""
+    """Non-learned saliency-stream boxes (Table 1's alternatives to SPA). -> (B, 4)
+
+    center / tl / tr / bl / br: a square of SPA's initial size at that place; random: that
+    square at a random position; corner: that square at a random one of the 5 positions
+    (TSN's corner cropping); multiscale: Hara et al.'s multi-scale corner crop of the short
+    side; full: the whole frame. The random kinds stay random at test time (seeded), so the
+    saliency stream sees the same kind of input in training and test.
+    """
     side = torch.full(heights.shape, float(cfg.spa.init_box))
+    h, w = heights.float(), widths.float()
     if kind == "center":
-        return square_at("c", side, heights.float(), widths.float())
+        return square_at("c", side, h, w)
     if kind in ("tl", "tr", "bl", "br"):
-        return square_at(kind, side, heights.float(), widths.float())
+        return square_at(kind, side, h, w)
     if kind == "random":
         return random_boxes(heights, widths, cfg.spa.init_box, gen)
+    if kind == "corner":
+        pos = torch.randint(len(CORNERS), heights.shape, generator=gen)
+        return torch.cat([square_at(CORNERS[int(p)], side[i : i + 1], h[i : i + 1], w[i : i + 1]) for i, p in enumerate(pos)])
+    if kind == "multiscale":
+        return multiscale_corner_boxes(heights, widths, cfg.input.scales, gen)
+    if kind == "full":
+        return full_frame_boxes(heights, widths)
     raise ValueError(f"unknown saliency input {kind!r}")
 
 

@@ -56,3 +56,29 @@ rule figure5:
         "results/logs/figure5.log",
     script:
         "../scripts/figure5.py"
+
+
+# Tables 1, 3 and 4 of the paper (ablations on split 1 of the first configured dataset).
+rule experiment_table:
+    input:
+        metrics=lambda w: [str(p) for _, p in stages_experiment_runs(CFG, w.table)],
+    output:
+        tex="results/{table}.tex",
+        csv="results/{table}.csv",
+    log:
+        "results/logs/{table}.log",
+    script:
+        "../scripts/experiment_table.py"
+
+
+# Every table and figure of the paper for the configured datasets.
+rule all_results:
+    input:
+        "results/table6.tex",
+        "results/table1.tex",
+        "results/table3.tex",
+        "results/table4.tex",
+        "results/figure4.pdf",
+        "results/figure5.pdf",
+    output:
+        touch("results/all"),
