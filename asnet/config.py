@@ -43,6 +43,7 @@ class FramesConfig:
     fps: float
     timeout_s: float = 120.0
     workers: int = 1
+    chunks: int = 1
 
 
 @dataclass(frozen=True)

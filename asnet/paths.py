@@ -18,6 +18,11 @@ def frames_dir(dataset: str) -> Path:
     return Path("data") / dataset / "frames"
 
 
+def frames_chunk_dir(dataset: str, chunk: int) -> Path:
+    """Where one extraction chunk decodes before the merge moves its frames into frames/."""
+    return Path("data") / dataset / "frames_chunks" / f"chunk{chunk}"
+
+
 def frames_index(dataset: str) -> Path:
     return frames_dir(dataset) / "index.csv"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -106,28 +107,70 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
         path.write_text(json.dumps(want, sort_keys=True) + "\n")
 
 
-def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
-    """Decode every video named by any configured split into the frame store."""
+def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
+    """Every video named by any configured split, once, in a fixed order."""
+    frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
+    return pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video").reset_index(drop=True)
+
+
+def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) -> pd.DataFrame:
+    """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into its own folder.
+
+    Chunks are independent Snakemake jobs, so a cluster can spread them; inside a chunk,
+    a killed run resumes without redoing finished videos (extract_videos' index).
+    """
     from asnet.data.frames import extract_videos
 
+    if not 0 <= chunk < cfg.frames.chunks:
+        raise ValueError(f"chunk {chunk} out of range: frames.chunks is {cfg.frames.chunks}")
     _check_frame_params(cfg, dataset)
-    frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
-    videos = pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video")
+    videos = _videos(cfg, dataset).iloc[chunk :: cfg.frames.chunks]
     gt = None
     gt_path = paths.raw_dir(dataset) / "gt_boxes.csv"
     if cfg.dataset(dataset).kind == "synthetic" and gt_path.exists():
         from asnet.data.synthetic import read_gt_boxes
 
         gt = read_gt_boxes(gt_path)
-    index = extract_videos(
-        videos, video_root(cfg, dataset), paths.frames_dir(dataset), cfg.frames.short_side, cfg.frames.fps,
-        min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s, workers=max(1, cfg.frames.workers),
-        gt_boxes=gt, progress=progress,
+    return extract_videos(
+        videos, video_root(cfg, dataset), paths.frames_chunk_dir(dataset, chunk), cfg.frames.short_side,
+        cfg.frames.fps, min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s,
+        workers=max(1, cfg.frames.workers), gt_boxes=gt, progress=progress,
     )
+
+
+def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
+    """Move every chunk's frames into the frame store and write its index and bad_videos.csv."""
+    from asnet.data.frames import INDEX_COLUMNS, read_index
+
+    out = paths.frames_dir(dataset)
+    parts = []
+    for chunk in range(cfg.frames.chunks):
+        cdir = paths.frames_chunk_dir(dataset, chunk)
+        index = read_index(cdir)
+        for f in cdir.glob("*.npy"):
+            os.replace(f, out / f.name)  # same filesystem: a rename, no copy
+        parts.append(index)
+    index = pd.concat(parts)[list(INDEX_COLUMNS)].sort_values("video").reset_index(drop=True)
+    index["reason"] = index["reason"].fillna("")
+    missing = [v for v, st in zip(index["video"], index["status"], strict=True)
+               if st != "excluded" and not (out / f"{v}.npy").exists()]
+    if missing:
+        raise FileNotFoundError(f"{out}: frames of {len(missing)} indexed videos are missing (e.g. {missing[:3]}); "
+                                f"delete {out} and extract again")
+    index.to_csv(out / "index.csv", index=False)
+    bad = index[index["status"] != "ok"]
+    bad.to_csv(out.parent / "bad_videos.csv", index=False)
     counts = index["status"].value_counts().to_dict()
-    print(f"{dataset}: frames of {len(index)} videos in {paths.frames_dir(dataset)}: "
-          f"ok {counts.get('ok', 0)}, repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)}")
+    print(f"{dataset}: frames of {len(index)} videos in {out}: ok {counts.get('ok', 0)}, "
+          f"repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)} (see {out.parent / 'bad_videos.csv'})")
     return index
+
+
+def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
+    """All chunks, then the merge: what `asnet extract` runs in one process."""
+    for chunk in range(cfg.frames.chunks):
+        extract_chunk(cfg, dataset, chunk, progress)
+    return merge_frames(cfg, dataset)
 
 
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:

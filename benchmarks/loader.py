@@ -87,7 +87,13 @@ QP2LAMBDA = 118  # ffmpeg's FF_QP2LAMBDA: -q:v N == global_quality N * 118 with 
 # name -> (kind, description). Video formats: codec, extension, pix_fmt, gop, options.
 VIDEO_CODECS: dict[str, tuple[str, str, str, int, dict[str, str]]] = {
     "mjpeg": ("mjpeg", "avi", "yuvj420p", 1, {"flags": "+qscale", "global_quality": str(3 * QP2LAMBDA)}),
-    "mpeg4_g8": ("mpeg4", "avi", "yuv420p", 8, {"flags": "+qscale", "global_quality": str(4 * QP2LAMBDA), "bf": "0"}),
+    "mpeg4_g8": (
+        "mpeg4",
+        "avi",
+        "yuv420p",
+        8,
+        {"flags": "+qscale", "global_quality": str(4 * QP2LAMBDA), "bf": "0"},
+    ),
     "h264_g8": ("libx264", "mp4", "yuv420p", 8, {"crf": "23", "preset": "fast"}),
     "h264_long": ("libx264", "mp4", "yuv420p", 250, {"crf": "23", "preset": "fast"}),
 }
@@ -136,14 +142,24 @@ def synth_frames(seed: int, n_frames: int) -> np.ndarray:
         ay = int(70 + 50 * np.sin(0.11 * t + phase))
         ax = int(40 + (200 * (0.5 + 0.5 * np.sin(0.07 * t))))
         region = frame[ay : ay + 96, ax : ax + 64]
-        np.copyto(region, actor[: region.shape[0], : region.shape[1]], where=mask[: region.shape[0], : region.shape[1]])
+        np.copyto(
+            region,
+            actor[: region.shape[0], : region.shape[1]],
+            where=mask[: region.shape[0], : region.shape[1]],
+        )
         frame += rng.normal(0.0, 4.0, frame.shape).astype(np.float32)
         out[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return out
 
 
 def encode_video(
-    frames: np.ndarray, path: Path, codec: str, pix_fmt: str, gop: int, options: dict[str, str], bit_rate: int = 0
+    frames: np.ndarray,
+    path: Path,
+    codec: str,
+    pix_fmt: str,
+    gop: int,
+    options: dict[str, str],
+    bit_rate: int = 0,
 ) -> None:
     """Encode uint8 RGB frames with PyAV at 25 fps."""
     import av
@@ -156,7 +172,9 @@ def encode_video(
         if bit_rate:
             stream.codec_context.bit_rate = bit_rate
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -221,7 +239,9 @@ def crop_resize_u8(
         patch = clips[i, :, y0:y1, x0:x1, :].permute(0, 3, 1, 2)  # uint8 (T, 3, h, w), channels-last strides
         if patch.shape[-2:] != (size, size):
             antialias = patch.shape[-1] > size or patch.shape[-2] > size
-            patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
+            patch = F.interpolate(
+                patch, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias
+            )
         x = (patch.float() - m) / s
         if flip is not None and bool(flip[i]):
             x = x.flip(-1)
@@ -246,7 +266,9 @@ def _evict(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[list[str], int, dict[str, Format]]:
+def prepare(
+    args: argparse.Namespace, work: Path, formats: list[str]
+) -> tuple[list[str], int, dict[str, Format]]:
     """Generate the sources and every requested stored format. Returns (videos, n_frames, formats)."""
     import decord
 
@@ -259,8 +281,13 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
         path = src_dir / f"{name}.avi"
         if not path.exists():
             # UCF-101: xvid (mpeg4 part 2) AVI, 320x240, 25 fps, ~300-600 kbit/s
-            encode_video(synth_frames(args.seed + i, n_frames), path, "mpeg4", "yuv420p", 12, {"bf": "0"}, 500_000)
-    print(f"prepared {len(names)} source videos ({args.seconds:g} s) in {time.perf_counter() - t0:.1f} s", flush=True)
+            encode_video(
+                synth_frames(args.seed + i, n_frames), path, "mpeg4", "yuv420p", 12, {"bf": "0"}, 500_000
+            )
+    print(
+        f"prepared {len(names)} source videos ({args.seconds:g} s) in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
 
     manifest = pd.DataFrame({"video": names, "path": [f"{n}.avi" for n in names], "label": 0})
     out: dict[str, Format] = {}
@@ -268,7 +295,9 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
 
     def npy_format(name: str, side: int) -> Format:
         fdir = work / f"npy{side}" / "frames"
-        extract_videos(manifest[["video", "path"]], src_dir, fdir, short_side=side, fps=FPS, workers=1, progress=False)
+        extract_videos(
+            manifest[["video", "path"]], src_dir, fdir, short_side=side, fps=FPS, workers=1, progress=False
+        )
         ds = ClipDataset(manifest[["video", "label"]], fdir, clip_len=16, seed=args.seed)
         first = np.load(fdir / f"{names[0]}.npy", mmap_mode="r")
 
@@ -280,16 +309,27 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
             return pad_collate([ds[v]])["clip"][0]
 
         return Format(
-            name, f"package .npy store, S={side}, mmap (ClipDataset + pad_collate + crop_resize)", read,
-            _package_crop, lambda v, idx: [fdir / f"{names[v]}.npy"], (int(first.shape[1]), int(first.shape[2])),
+            name,
+            f"package .npy store, S={side}, mmap (ClipDataset + pad_collate + crop_resize)",
+            read,
+            _package_crop,
+            lambda v, idx: [fdir / f"{names[v]}.npy"],
+            (int(first.shape[1]), int(first.shape[2])),
             _dir_bytes([fdir / f"{n}.npy" for n in names]),
         )
 
     t0 = time.perf_counter()
     if needs_npy:
         out["npy"] = npy_format("npy", args.short_side)
-        out["npy_u8crop"] = Format(**{**vars(out["npy"]), "name": "npy_u8crop", "crop": _u8_crop, "times": {},
-                                      "note": f"package .npy store, S={args.short_side}; PROPOSED crop_resize_u8"})
+        out["npy_u8crop"] = Format(
+            **{
+                **vars(out["npy"]),
+                "name": "npy_u8crop",
+                "crop": _u8_crop,
+                "times": {},
+                "note": f"package .npy store, S={args.short_side}; PROPOSED crop_resize_u8",
+            }
+        )
     if "npy_small" in formats:
         out["npy_small"] = npy_format(f"npy{args.small_side}", args.small_side)
     print(f"prepared npy in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -332,9 +372,14 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
             return torch.stack(out, 0).permute(1, 0, 2, 3)
 
         out["jpeg"] = Format(
-            "jpeg", f"JPEG folder (image_%05d.jpg, PIL q{args.jpeg_quality}, native {jw}x{jh}) + PIL per frame "
-            "(3D-ResNets baseline)", jpeg_read, jpeg_crop,
-            lambda v, idx: [dirs[v] / f"image_{int(j) + 1:05d}.jpg" for j in idx], (jh, jw), _dir_bytes(dirs),
+            "jpeg",
+            f"JPEG folder (image_%05d.jpg, PIL q{args.jpeg_quality}, native {jw}x{jh}) + PIL per frame "
+            "(3D-ResNets baseline)",
+            jpeg_read,
+            jpeg_crop,
+            lambda v, idx: [dirs[v] / f"image_{int(j) + 1:05d}.jpg" for j in idx],
+            (jh, jw),
+            _dir_bytes(dirs),
         )
         print(f"prepared jpeg in {time.perf_counter() - t0:.1f} s", flush=True)
 
@@ -347,7 +392,9 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
             vr = decord.VideoReader(str(paths[v]), num_threads=1)  # a worker opens the file per item
             return torch.from_numpy(vr.get_batch(idx.tolist()).asnumpy())
 
-        return Format(name, note, read, _package_crop, lambda v, idx: [paths[v]], (int(h), int(w)), _dir_bytes(paths))
+        return Format(
+            name, note, read, _package_crop, lambda v, idx: [paths[v]], (int(h), int(w)), _dir_bytes(paths)
+        )
 
     for fmt in ("mjpeg", "mpeg4_g8", "h264_g8", "h264_long"):
         if fmt not in formats:
@@ -365,12 +412,16 @@ def prepare(args: argparse.Namespace, work: Path, formats: list[str]) -> tuple[l
                 encode_video(arr, tmp, codec, pix_fmt, gop, options)
                 tmp.rename(p)
         opts = " ".join(f"{k}={v}" for k, v in options.items())
-        out[fmt] = decord_format(fmt, paths, f"{codec} .{ext}, GOP {gop}, {opts}, S={args.short_side}; decord get_batch")
+        out[fmt] = decord_format(
+            fmt, paths, f"{codec} .{ext}, GOP {gop}, {opts}, S={args.short_side}; decord get_batch"
+        )
         print(f"prepared {fmt} in {time.perf_counter() - t0:.1f} s", flush=True)
 
     if "src_avi" in formats:
         out["src_avi"] = decord_format(
-            "src_avi", [src_dir / f"{n}.avi" for n in names], "source mpeg4 AVI (GOP 12, 500 kbit/s, 320x240); decord get_batch"
+            "src_avi",
+            [src_dir / f"{n}.avi" for n in names],
+            "source mpeg4 AVI (GOP 12, 500 kbit/s, 320x240); decord get_batch",
         )
     missing = [f for f in formats if f not in out]
     if missing:
@@ -437,8 +488,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-lens", type=int, nargs="+", default=list(CLIP_LENS), help="clip lengths to time")
     p.add_argument("--clips", type=int, default=24, help="clips per format, clip length and repeat")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
-    p.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}")
-    p.add_argument("--cold", action="store_true", help="evict each clip's files from the page cache before reading")
+    p.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}"
+    )
+    p.add_argument(
+        "--cold", action="store_true", help="evict each clip's files from the page cache before reading"
+    )
     p.add_argument("--target", type=float, default=100.0, help="clips/s (first clip length) the GPU consumes")
     p.add_argument("--workdir", type=Path, default=None, help="keep generated data here (reused if present)")
     p.add_argument("--seed", type=int, default=0)
@@ -491,14 +546,22 @@ def _run(args: argparse.Namespace, work: Path, formats: list[str]) -> int:
     n = args.clips
     res: dict[str, Any] = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "cpu_count": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+        },
         "video_seconds": video_seconds,
         "formats": {},
     }
     for f, fmt in fmts.items():
-        entry: dict[str, Any] = {"note": fmt.note, "stored_hw": list(fmt.hw), "bytes_total": fmt.bytes_total,
-                                 "bytes_per_video_s": fmt.bytes_total / video_seconds}
+        entry: dict[str, Any] = {
+            "note": fmt.note,
+            "stored_hw": list(fmt.hw),
+            "bytes_total": fmt.bytes_total,
+            "bytes_per_video_s": fmt.bytes_total / video_seconds,
+        }
         for cl in lens:
             total = [a + b for a, b in zip(reads[f][cl], crops[f][cl], strict=True)]
             entry[f"{cl}f"] = {
@@ -524,11 +587,18 @@ def _run(args: argparse.Namespace, work: Path, formats: list[str]) -> int:
 
 def _print(res: dict[str, Any], lens: list[int], args: argparse.Namespace) -> None:
     print()
-    print(f"clips/s per core (median of {args.repeats} interleaved runs of {args.clips} clips; "
-          f"{'cold' if args.cold else 'warm'} page cache), output float (3, T, {SIZE}, {SIZE})")
+    print(
+        f"clips/s per core (median of {args.repeats} interleaved runs of {args.clips} clips; "
+        f"{'cold' if args.cold else 'warm'} page cache), output float (3, T, {SIZE}, {SIZE})"
+    )
     for f, e in res["formats"].items():
-        parts = [f"{e[f'{cl}f']['clips_per_s']:.1f} clips/s @{cl}f ({e[f'{cl}f']['vs_jpeg']:.2f}x jpeg)" for cl in lens]
-        print(f"format {f}: " + "; ".join(parts) + f"; {e['bytes_per_video_s'] / 1e3:.0f} kB per video-second")
+        parts = [
+            f"{e[f'{cl}f']['clips_per_s']:.1f} clips/s @{cl}f ({e[f'{cl}f']['vs_jpeg']:.2f}x jpeg)"
+            for cl in lens
+        ]
+        print(
+            f"format {f}: " + "; ".join(parts) + f"; {e['bytes_per_video_s'] / 1e3:.0f} kB per video-second"
+        )
     print()
     cols = "".join(f" {cl}f clips/s | {cl}f vs jpeg | {cl}f read+crop ms |" for cl in lens)
     print(f"| format | stored HxW | kB / video-s |{cols} description |")
@@ -545,9 +615,11 @@ def _print(res: dict[str, Any], lens: list[int], args: argparse.Namespace) -> No
     print()
     for f, e in res["formats"].items():
         x = e[f"{cl}f"]
-        print(f"workers {f}: {x['workers_for_target']} single-core workers for {args.target:g} clips/s of {cl}f "
-              f"(full pipeline in workers); read-only workers {x['read_workers_for_target']} + "
-              f"{x['main_cores_for_target_crop']:.2f} main-process cores for crop_resize")
+        print(
+            f"workers {f}: {x['workers_for_target']} single-core workers for {args.target:g} clips/s of {cl}f "
+            f"(full pipeline in workers); read-only workers {x['read_workers_for_target']} + "
+            f"{x['main_cores_for_target_crop']:.2f} main-process cores for crop_resize"
+        )
 
 
 if __name__ == "__main__":

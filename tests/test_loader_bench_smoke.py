@@ -16,8 +16,24 @@ FORMATS = ("npy", "npy_u8crop", "npy_small", "jpeg", "mjpeg", "mpeg4_g8", "h264_
 def test_loader_benchmark_smoke(tmp_path: Path) -> None:
     out_json = tmp_path / "loader.json"
     cmd = [
-        sys.executable, str(SCRIPT), "--videos", "2", "--seconds", "1", "--short-side", "64", "--small-side", "48",
-        "--clips", "2", "--repeats", "1", "--workdir", str(tmp_path / "work"), "--json", str(out_json),
+        sys.executable,
+        str(SCRIPT),
+        "--videos",
+        "2",
+        "--seconds",
+        "1",
+        "--short-side",
+        "64",
+        "--small-side",
+        "48",
+        "--clips",
+        "2",
+        "--repeats",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--json",
+        str(out_json),
     ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -25,8 +41,12 @@ def test_loader_benchmark_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     for name in FORMATS:
-        assert any(line.startswith(f"format {name}: ") and "clips/s @16f" in line and "@64f" in line for line in lines), (
-            name, proc.stdout,
+        assert any(
+            line.startswith(f"format {name}: ") and "clips/s @16f" in line and "@64f" in line
+            for line in lines
+        ), (
+            name,
+            proc.stdout,
         )
         assert any(line.startswith(f"| {name} |") for line in lines), proc.stdout
         assert any(line.startswith(f"workers {name}: ") for line in lines), proc.stdout

@@ -1,10 +1,23 @@
-# Decode every video once into the frame store (resumable; bad videos reported, not fatal).
-rule extract:
+# Decode every video once into the frame store, in `frames.chunks` independent jobs that
+# Snakemake can spread over cores or cluster nodes (each resumable after a kill; bad
+# videos are reported in bad_videos.csv, never fatal), then merge them.
+rule extract_chunk:
     input:
         manifests=[str(paths.manifest("{dataset}", s)) for s in CFG.splits],
     output:
-        index=str(paths.frames_index("{dataset}")),
+        index=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "index.csv"),
     threads: max(1, CFG.frames.workers)
+    log:
+        "results/logs/{dataset}/extract_chunk{chunk}.log",
+    script:
+        "../scripts/extract_chunk.py"
+
+
+rule extract:
+    input:
+        chunks=[str(paths.frames_chunk_dir("{dataset}", k) / "index.csv") for k in range(CFG.frames.chunks)],
+    output:
+        index=str(paths.frames_index("{dataset}")),
     log:
         "results/logs/{dataset}/extract.log",
     script:

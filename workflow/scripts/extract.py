@@ -1,4 +1,4 @@
-"""Snakemake wrapper: asnet.stages.extract (same as `asnet extract`)."""
+"""Snakemake wrapper: asnet.stages.merge_frames (the last step of `asnet extract`)."""
 
 import sys
 from pathlib import Path
@@ -9,4 +9,4 @@ from _common import setup  # noqa: E402
 from asnet import stages  # noqa: E402
 
 cfg = setup(snakemake)  # noqa: F821
-stages.extract(cfg, snakemake.wildcards.dataset)  # noqa: F821
+stages.merge_frames(cfg, snakemake.wildcards.dataset)  # noqa: F821
