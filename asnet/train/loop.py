@@ -8,11 +8,27 @@ paper does not say whether SPA replays after the CNN step).
 
 Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch),
 `model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs).
+
+Under `torchrun` (WORLD_SIZE > 1; see asnet.train.distributed) the CNN and the SPA agent
+are wrapped in DistributedDataParallel. The global batch stays `train.batch_size` (each of
+the W ranks takes batch_size / W clips, so hyperparameters keep their meaning) and SPA's PPO
+minibatch likewise is split (spa.minibatch / W transitions per rank, gradients averaged).
+Each epoch's (seed, epoch)-derived permutation is sharded by a DistributedSampler
+(drop_last: every rank gets floor(N / W) videos); every rank plays the SPA episodes of its
+own shard. BatchNorm is plain per-rank BatchNorm; running statistics follow rank 0 (DDP's
+buffer broadcast, and once more before validation). Validation is sharded and all-reduced,
+as are the training metrics, so the logged numbers, and the LR-plateau decision, are the
+same on every rank and cover all of them. Rank 0 alone writes dvclive logs, `state/last.pt`
+(with every rank's RNG state) and `model.pt` (the unwrapped module's weights: no `module.`
+prefix); every rank resumes from the same `state/last.pt`. With WORLD_SIZE 1 none of this
+runs: the single-process path is unchanged, bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from asnet.config import Config, from_dict
@@ -33,6 +50,7 @@ from asnet.models.pretrained import load_pretrained
 from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
+from asnet.train import distributed as ddp
 from asnet.train.inputs import clip_to_frame, context_boxes, fixed_saliency_boxes
 from asnet.variants import Variant, get_variant
 
@@ -125,8 +143,8 @@ def stream_inputs(
 
 
 @torch.no_grad()
-def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
-    """Clip-level loss/accuracy on the held-out videos (fixed clips, test-time crops)."""
+def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
+    """Summed clip loss, correct clips and clip count over `loader` (fixed clips, test-time crops)."""
     parts.model.eval()
     gen = torch.Generator().manual_seed(cfg.seed)
     total, correct, loss_sum = 0, 0, 0.0
@@ -138,7 +156,17 @@ def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: D
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
         total += labels.numel()
-    return {"val_loss": loss_sum / max(total, 1), "val_acc": correct / max(total, 1)}
+    return {"loss_sum": loss_sum, "correct": correct, "total": total}
+
+
+def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
+    """Clip-level loss/accuracy on the held-out videos (fixed clips, test-time crops)."""
+    return _val_metrics(validation_sums(parts, variant, cfg, rt, loader))
+
+
+def _val_metrics(s: dict[str, float]) -> dict[str, float]:
+    total = s["total"]
+    return {"val_loss": s["loss_sum"] / max(total, 1), "val_acc": s["correct"] / max(total, 1)}
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -149,9 +177,10 @@ def _rng_state() -> dict[str, torch.Tensor]:
 
 
 def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states must be CPU byte tensors; checkpoints are loaded onto the run's device.
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # Keys that may change between a run and its resumption without changing what is trained.
@@ -184,6 +213,32 @@ def _open_live(run_dir: Path, resume: bool):
     return Live(str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=resume, report=None)
 
 
+def _rank_seed(*parts: int) -> int:
+    """A 32-bit seed derived from a tuple of non-negative ints (independent streams per tuple)."""
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
+
+
+def _stack_rng(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Every rank's RNG state, stacked on a leading rank axis (loads with weights_only=True)."""
+    return {k: torch.stack([s[k].cpu() for s in states]) for k in states[0]}
+
+
+def _restore_rank_rng(ck: dict[str, Any], cfg: Config, info: ddp.DistInfo, start_epoch: int) -> None:
+    """Give this rank the RNG state it had when `ck` was written (rank 0's is already set)."""
+    ranks = ck.get("rng_ranks")
+    if ranks is not None and int(ck.get("world_size", 1)) == info.world_size:
+        # clone(): torch.set_rng_state crashes (SIGSEGV, torch 2.13) on a view with a storage offset.
+        _set_rng_state({k: v[info.rank].clone() for k, v in ranks.items()})
+    elif info.rank > 0:
+        torch.manual_seed(_rank_seed(cfg.seed, 2, info.rank, start_epoch))
+
+
+def _threads(requested: int) -> int:
+    """Intra-op threads per process: under torchrun the machine's cores are shared by its ranks."""
+    per_rank = max(1, (os.cpu_count() or 1) // ddp.local_world_size())
+    return per_rank if requested <= 0 else min(requested, per_rank)
+
+
 def train_run(
     cfg: Config,
     manifest_path: Path,
@@ -196,11 +251,39 @@ def train_run(
     """Train one run to completion (resuming from `run_dir/state/last.pt` if present).
 
     Returns the path of `run_dir/model.pt`. `stop_after_epoch` ends the process's work
-    early (used to test resuming without killing); the run is then incomplete.
+    early (used to test resuming without killing); the run is then incomplete. Under
+    torchrun (WORLD_SIZE > 1) this is one rank of a DistributedDataParallel job.
     """
-    variant = get_variant(variant_name)
-    threads = set_threads(cfg.train.threads)
+    threads = set_threads(_threads(cfg.train.threads) if ddp.launched_by_torchrun() else cfg.train.threads)
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
+    info = ddp.init_from_env(rt.device)
+    try:
+        if info.device is not None:
+            rt = dataclasses.replace(rt, device=info.device)
+        return _train(cfg, manifest_path, frames_dir, run_dir, variant_name, progress, stop_after_epoch, rt, threads, info)
+    finally:
+        ddp.cleanup(info)
+
+
+def _train(
+    cfg: Config,
+    manifest_path: Path,
+    frames_dir: Path,
+    run_dir: Path,
+    variant_name: str,
+    progress: bool,
+    stop_after_epoch: int | None,
+    rt: Runtime,
+    threads: int,
+    info: ddp.DistInfo,
+) -> Path:
+    variant = get_variant(variant_name)
+    world, rank = info.world_size, info.rank
+    if info.enabled and cfg.train.batch_size % world:
+        raise ValueError(
+            f"train.batch_size {cfg.train.batch_size} is the global batch and must be divisible by the "
+            f"{world} processes (each takes batch_size / {world})"
+        )
     manifest = pd.read_csv(manifest_path)
     num_classes = int(manifest["label"].max()) + 1
     train_df, val_df = split_validation(
@@ -222,35 +305,83 @@ def train_run(
             parts.scaler.load_state_dict(ck["scaler"])
         _set_rng_state(ck["rng"])
         start_epoch, history = int(ck["epoch"]) + 1, list(ck["history"])
-        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+        if info.enabled:
+            _restore_rank_rng(ck, cfg, info, start_epoch)
+        saved_world = int(ck.get("world_size", 1))
+        if saved_world != world and info.is_main:
+            log.warning(
+                "%s was written by %d process(es), resuming with %d: the data shards and per-process "
+                "batches change, so the run will not replay an uninterrupted %d-process run exactly",
+                state_path, saved_world, world, saved_world,
+            )
+        if info.is_main:
+            log.info("resuming %s from epoch %d", run_dir, start_epoch)
+    elif info.enabled and rank > 0:
+        # Rank 0 keeps the single-process RNG stream; the others sample SPA actions independently.
+        torch.manual_seed(_rank_seed(cfg.seed, 2, rank, 0))
 
     train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed)
     val_ds = ClipDataset(val_df, frames_dir, cfg.input.clip_len, seed=cfg.seed + 1)
     val_ds.set_epoch(0)
-    val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
-    live = _open_live(run_dir, resume=start_epoch > 0)
+    train_model: torch.nn.Module = parts.model
+    train_agent: torch.nn.Module | None = parts.agent
+    spa_cfg = cfg.spa
+    if not info.enabled:
+        val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
+        rank_batch, sampler = cfg.train.batch_size, None
+    else:
+        if len(train_ds) < world:
+            raise ValueError(f"{len(train_ds)} training videos cannot be shared by {world} processes")
+        rank_batch = cfg.train.batch_size // world
+        # The (seed, epoch)-derived permutation, sharded; drop_last: floor(N / W) videos per rank.
+        sampler = DistributedSampler(
+            train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
+        )
+        val_shard = Subset(val_ds, list(range(rank, len(val_ds), world)))
+        val_loader = DataLoader(val_shard, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
+        spa_cfg = dataclasses.replace(cfg.spa, minibatch=max(1, cfg.spa.minibatch // world))
+        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+        train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
+        if parts.agent is not None:
+            train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids)
+    live = _open_live(run_dir, resume=start_epoch > 0) if info.is_main else None
     sha = checkpoint.git_sha()
-    log.info("run %s: %d train / %d val videos, %d threads, %s", run_dir, len(train_ds), len(val_ds), threads, rt)
+    if info.is_main:
+        log.info(
+            "run %s: %d train / %d val videos, %d threads, %s%s", run_dir, len(train_ds), len(val_ds), threads, rt,
+            f", {world} processes x batch {rank_batch} ({info.backend})" if info.enabled else "",
+        )
 
     for epoch in range(start_epoch, cfg.train.epochs):
         # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         train_ds.set_epoch(epoch)
-        loader = DataLoader(
-            train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
-            collate_fn=pad_collate, num_workers=cfg.train.workers,
-            # A last batch of one sample would break BatchNorm's training statistics.
-            drop_last=len(train_ds) > cfg.train.batch_size,
-        )
-        parts.model.train()
+        if sampler is None:
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            loader = DataLoader(
+                train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
+                collate_fn=pad_collate, num_workers=cfg.train.workers,
+                # A last batch of one sample would break BatchNorm's training statistics.
+                drop_last=len(train_ds) > cfg.train.batch_size,
+            )
+        else:
+            # Order from (seed, epoch) via the sampler; augmentation from (seed, epoch, rank).
+            gen = torch.Generator().manual_seed(_rank_seed(cfg.seed, 1, epoch, rank))
+            sampler.set_epoch(epoch)
+            loader = DataLoader(
+                train_ds, batch_size=rank_batch, sampler=sampler, generator=gen,
+                collate_fn=pad_collate, num_workers=cfg.train.workers,
+                drop_last=len(sampler) > rank_batch,  # equal shard sizes: every rank runs as many steps
+            )
+        train_model.train()
         sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
         n_items = n_spa = 0
-        bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
+                   disable=not (progress and info.is_main), leave=False)
         for it, batch in enumerate(bar):
             x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
             labels = batch["label"].to(rt.device)
             with rt.autocast():
-                logits = parts.model(x_ctx, x_sal).float()
+                logits = train_model(x_ctx, x_sal).float()
             loss = F.cross_entropy(logits, labels)
             parts.optimizer.zero_grad(set_to_none=True)
             if parts.scaler is not None:
@@ -265,7 +396,7 @@ def train_run(
             sums["train_acc"] += float((logits.argmax(1) == labels).sum())
             n_items += b
             if episode is not None and it % cfg.spa.update_every == 0:
-                stats = ppo_update(parts.agent, parts.agent_optimizer, episode, cfg.spa, gen)
+                stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
                 sums["spa_reward"] += stats["reward"]
                 sums["spa_loss"] += stats["loss"]
                 n_spa += 1
@@ -273,6 +404,10 @@ def train_run(
                 boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
                 sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if info.enabled:  # metrics over all ranks: sums and counts, then the same ratios everywhere
+            total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa}, info)
+            n_items, n_spa = int(total.pop("n_items")), int(total.pop("n_spa"))
+            sums = total
         metrics = {
             "epoch": epoch,
             "lr": parts.optimizer.param_groups[0]["lr"],
@@ -286,47 +421,64 @@ def train_run(
             # Diagnostic on synthetic data only: SPA's final box vs the actor's box.
             metrics["spa_iou"] = sums["spa_iou"] / max(n_items, 1)
         if len(val_ds):
-            metrics.update(validate(parts, variant, cfg, rt, val_loader))
-            parts.scheduler.step(metrics["val_loss"])
+            if info.enabled:
+                ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
+                metrics.update(_val_metrics(ddp.all_reduce_sums(validation_sums(parts, variant, cfg, rt, val_loader), info)))
+            else:
+                metrics.update(validate(parts, variant, cfg, rt, val_loader))
+            parts.scheduler.step(metrics["val_loss"])  # all-reduced: the same decision on every rank
         else:
             parts.scheduler.step(metrics["train_loss"])
         history.append(metrics)
-        for k, v in metrics.items():
-            if k != "epoch":
-                live.log_metric(k, v)
-        live.next_step()
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
-        state = {
-            "epoch": epoch,
-            "model": parts.model.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.scheduler.state_dict(),
-            "rng": _rng_state(),
+        if live is not None:
+            for k, v in metrics.items():
+                if k != "epoch":
+                    live.log_metric(k, v)
+            live.next_step()
+        if info.is_main:
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+        rng = _rng_state()
+        rng_ranks = ddp.all_gather_objects(rng, info) if info.enabled else None
+        if info.is_main:
+            state = {
+                "epoch": epoch,
+                "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "scheduler": parts.scheduler.state_dict(),
+                "rng": rng,
+                "history": history,
+                "config": cfg.to_dict(),
+                "git_sha": sha,
+            }
+            if parts.scaler is not None:
+                state["scaler"] = parts.scaler.state_dict()
+            if parts.agent is not None:
+                state["agent"] = parts.agent.state_dict()
+                state["agent_optimizer"] = parts.agent_optimizer.state_dict()
+            if rng_ranks is not None:
+                state["world_size"] = world
+                state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
+            checkpoint.save_atomic(state, state_path)
+        ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            if live is not None:
+                live.end()
+            return run_dir / "model.pt"
+    if live is not None:
+        live.end()
+
+    if info.is_main:
+        final = {
+            "model": parts.model.state_dict(),  # the unwrapped module: no DDP "module." prefix
+            "agent": parts.agent.state_dict() if parts.agent is not None else None,
+            "variant": variant.name,
+            "num_classes": num_classes,
             "history": history,
             "config": cfg.to_dict(),
             "git_sha": sha,
         }
-        if parts.scaler is not None:
-            state["scaler"] = parts.scaler.state_dict()
-        if parts.agent is not None:
-            state["agent"] = parts.agent.state_dict()
-            state["agent_optimizer"] = parts.agent_optimizer.state_dict()
-        checkpoint.save_atomic(state, state_path)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            live.end()
-            return run_dir / "model.pt"
-    live.end()
-
-    final = {
-        "model": parts.model.state_dict(),
-        "agent": parts.agent.state_dict() if parts.agent is not None else None,
-        "variant": variant.name,
-        "num_classes": num_classes,
-        "history": history,
-        "config": cfg.to_dict(),
-        "git_sha": sha,
-    }
-    checkpoint.save_atomic(final, run_dir / "model.pt")
+        checkpoint.save_atomic(final, run_dir / "model.pt")
+    ddp.barrier(info)
     return run_dir / "model.pt"
 
 
