@@ -45,7 +45,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from asnet.config import Config, load_config
@@ -53,7 +52,7 @@ from asnet.device import Runtime, select_runtime, set_threads
 from asnet.models import build_model
 from asnet.report.flops import count_flops
 from asnet.spa.rollout import ppo_update
-from asnet.train.loop import Parts, build_parts, stream_inputs
+from asnet.train.loop import Parts, build_parts, cnn_step, stream_inputs
 from asnet.variants import Variant, get_variant
 
 CASES = ("train_plain", "train_single", "train_asnet", "infer_single", "infer_asnet")
@@ -154,17 +153,7 @@ def train_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: 
     x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
     t1 = time.perf_counter()
     labels = batch["label"].to(rt.device)
-    with rt.autocast():
-        logits = parts.model(x_ctx, x_sal).float()
-    loss = F.cross_entropy(logits, labels)
-    parts.optimizer.zero_grad(set_to_none=True)
-    if parts.scaler is not None:
-        parts.scaler.scale(loss).backward()
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        loss.backward()
-        parts.optimizer.step()
+    loss, logits = cnn_step(parts, parts.model, rt, x_ctx, x_sal, labels)
     value = loss.item()
     float((logits.argmax(1) == labels).sum())
     t2 = time.perf_counter()

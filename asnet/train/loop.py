@@ -142,6 +142,25 @@ def stream_inputs(
     return x_ctx, x_sal, episode
 
 
+def cnn_step(
+    parts: Parts, model: torch.nn.Module, rt: Runtime, x_ctx: torch.Tensor, x_sal: torch.Tensor | None, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step of the CNN (SPA fixed) on a batch; `model` may be the DDP wrapper.
+    Returns (loss, logits); logits (B, C) in fp32."""
+    with rt.autocast():
+        logits = model(x_ctx, x_sal).float()
+    loss = F.cross_entropy(logits, labels)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if parts.scaler is not None:  # fp16 gradients underflow without loss scaling
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        loss.backward()
+        parts.optimizer.step()
+    return loss, logits
+
+
 @torch.no_grad()
 def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
     """Summed clip loss, correct clips and clip count over `loader` (fixed clips, test-time crops)."""
@@ -380,17 +399,7 @@ def _train(
         for it, batch in enumerate(bar):
             x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
             labels = batch["label"].to(rt.device)
-            with rt.autocast():
-                logits = train_model(x_ctx, x_sal).float()
-            loss = F.cross_entropy(logits, labels)
-            parts.optimizer.zero_grad(set_to_none=True)
-            if parts.scaler is not None:
-                parts.scaler.scale(loss).backward()
-                parts.scaler.step(parts.optimizer)
-                parts.scaler.update()
-            else:
-                loss.backward()
-                parts.optimizer.step()
+            loss, logits = cnn_step(parts, train_model, rt, x_ctx, x_sal, labels)
             b = labels.numel()
             sums["train_loss"] += loss.item() * b
             sums["train_acc"] += float((logits.argmax(1) == labels).sum())
