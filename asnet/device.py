@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +73,3 @@ def set_threads(requested: int) -> int:
     n = cores if requested <= 0 else min(requested, cores)
     torch.set_num_threads(n)
     return n
-
-
-def make_autocast(rt: Runtime) -> Callable[[], AbstractContextManager]:
-    """A zero-argument factory of the run's autocast context."""
-    return rt.autocast
