@@ -11,7 +11,9 @@ The script
 
    npy        the package's store: ``asnet.data.frames.extract_videos`` at ``--short-side``
               (uint8 (T, H, W, 3) .npy, read by ``asnet.data.clips.ClipDataset`` with mmap)
-   npy_u8crop the same .npy read, cropped by ``crop_resize_u8`` below: a PROPOSED variant of
+   npy_u8crop the same .npy read, cropped by ``crop_resize_u8`` below: the variant of
+              ``crop_resize`` that the package has since adopted (so now ~ ``npy``); kept as a
+              reference implementation, it was the PROPOSED variant of
               ``crop_resize`` that resizes the uint8 patch (torch's uint8 bilinear+antialias
               kernel) and normalises after the resize; output within 1/255 of ``crop_resize``
    npy_small  the same store at a smaller short side ``--small-side`` (default 160)
@@ -327,7 +329,7 @@ def prepare(
                 "name": "npy_u8crop",
                 "crop": _u8_crop,
                 "times": {},
-                "note": f"package .npy store, S={args.short_side}; PROPOSED crop_resize_u8",
+                "note": f"package .npy store, S={args.short_side}; reference crop_resize_u8 (now adopted)",
             }
         )
     if "npy_small" in formats:
