@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment-table", help="Table 1, 3 or 4 of the paper: results/<table>.{tex,csv}")
     p.add_argument("--table", required=True, choices=["table1", "table3", "table4"])
     _common(p)
+    p = sub.add_parser("table5", help="Table 5 (frozen features + linear SVM): results/table5.{tex,csv}")
+    p.add_argument("--out", type=Path, default=Path("results/table5.tex"))
+    _common(p)
     p = sub.add_parser("probes", help="learnability table of the synthetic set: results/probes.{tex,csv}")
     p.add_argument("--out", type=Path, default=Path("results/probes.tex"))
     _common(p)
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.table6(cfg, args.out).to_string(index=False))
         elif args.command == "experiment-table":
             print(stages.experiment_table(cfg, args.table).to_string(index=False))
+        elif args.command == "table5":
+            print(stages.table5(cfg, args.out, progress).to_string(index=False))
         elif args.command == "probes":
             print(stages.probes(cfg, args.out).to_string(index=False))
         elif args.command == "figure4":

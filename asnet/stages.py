@@ -289,3 +289,15 @@ def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd
 
     out_tex = out_tex or Path("results") / f"{table}.tex"
     return write_experiment_table(table, EXPERIMENTS[table], dict(experiment_runs(cfg, table)), out_tex)
+
+
+def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bool = True) -> pd.DataFrame:
+    """Table 5 (frozen features + linear SVM) from the first dataset's first split's
+    single-stream and ASNet runs."""
+    from asnet.report.svm import table5 as make_table5
+
+    dataset, split = cfg.datasets[0].name, cfg.splits[0]
+    return make_table5(
+        paths.run_dir(dataset, split, "single") / "model.pt", paths.run_dir(dataset, split, "asnet") / "model.pt",
+        paths.manifest(dataset, split), paths.frames_dir(dataset), out_tex, progress,
+    )

@@ -98,14 +98,17 @@ def table6_frame(
     return pd.DataFrame(out)
 
 
-def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
-    """booktabs LaTeX with one decimal and "--" for missing values; deterministic."""
-    fmt = {c: "{:.1f}" for c in df.columns if c not in ("Dataset", "Model")}
+def to_latex(df: pd.DataFrame, caption: str, label: str, formats: dict[str, str] | None = None) -> str:
+    """booktabs LaTeX: numbers with one decimal (or `formats[column]`), "--" for missing; deterministic."""
+    fmt = {c: "{:.1f}" for c in df.columns if pd.api.types.is_float_dtype(df[c])}
     fmt.update({c: "{:.3f}" for c in ("Params (M)", "GMACs/view") if c in df.columns})
     if "Views" in df.columns:
         fmt["Views"] = "{:d}"
+    fmt.update(formats or {})
     styler = df.style.format(fmt, na_rep="--").hide(axis="index")
-    return styler.to_latex(hrules=True, caption=caption, label=label, position="t", column_format="ll" + "r" * (df.shape[1] - 2))
+    text_cols = sum(1 for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]))
+    return styler.to_latex(hrules=True, caption=caption, label=label, position="t",
+                           column_format="l" * text_cols + "r" * (df.shape[1] - text_cols))
 
 
 def write_table6(

@@ -78,7 +78,24 @@ rule all_results:
         "results/table1.tex",
         "results/table3.tex",
         "results/table4.tex",
+        "results/table5.tex",
         "results/figure4.pdf",
         "results/figure5.pdf",
     output:
         touch("results/all"),
+
+
+# Table 5: frozen W_s / W_a features of X_c / X_s / both + a linear SVM (first dataset, first split).
+rule table5:
+    input:
+        single=str(paths.run_dir(DATASETS[0], CFG.splits[0], "single") / "model.pt"),
+        asnet=str(paths.run_dir(DATASETS[0], CFG.splits[0], "asnet") / "model.pt"),
+        manifest=str(paths.manifest(DATASETS[0], CFG.splits[0])),
+        index=str(paths.frames_index(DATASETS[0])),
+    output:
+        tex="results/table5.tex",
+        csv="results/table5.csv",
+    log:
+        "results/logs/table5.log",
+    script:
+        "../scripts/table5.py"
