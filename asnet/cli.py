@@ -6,6 +6,8 @@
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}
+    asnet experiment-table --table table1        # results/table1.{tex,csv} (also table3, table4)
+    asnet table5                                 # results/table5.{tex,csv} (SVM on frozen features)
     asnet probes                                 # results/probes.{tex,csv} (synthetic learnability)
     asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
     asnet figure5                                # results/figure5.{pdf,png} (SPA boxes, Grad-CAM)
@@ -44,21 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", type=int, required=True)
         p.add_argument("--variant", required=True)
         _common(p)
-    p = sub.add_parser("table6", help="aggregate evaluated runs into results/table6.{tex,csv}")
-    p.add_argument("--out", type=Path, default=Path("results/table6.tex"))
-    _common(p)
     p = sub.add_parser("experiment-table", help="Table 1, 3 or 4 of the paper: results/<table>.{tex,csv}")
     p.add_argument("--table", required=True, choices=["table1", "table3", "table4"])
     _common(p)
-    p = sub.add_parser("table5", help="Table 5 (frozen features + linear SVM): results/table5.{tex,csv}")
-    p.add_argument("--out", type=Path, default=Path("results/table5.tex"))
-    _common(p)
-    p = sub.add_parser("probes", help="learnability table of the synthetic set: results/probes.{tex,csv}")
-    p.add_argument("--out", type=Path, default=Path("results/probes.tex"))
-    _common(p)
-    p = sub.add_parser("figure4", help="SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}")
-    p.add_argument("--out", type=Path, default=Path("results/figure4.pdf"))
-    _common(p)
+    for name, out, text in (
+        ("table6", "table6.tex", "aggregate evaluated runs into results/table6.{tex,csv}"),
+        ("table5", "table5.tex", "Table 5 (frozen features + linear SVM): results/table5.{tex,csv}"),
+        ("probes", "probes.tex", "learnability table of the synthetic set: results/probes.{tex,csv}"),
+        ("figure4", "figure4.pdf", "SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--out", type=Path, default=Path("results") / out)
+        _common(p)
     p = sub.add_parser("figure5", help="SPA boxes on test frames, Grad-CAM ASNet vs single: results/figure5.{pdf,png}")
     p.add_argument("--out", type=Path, default=Path("results/figure5.pdf"))
     p.add_argument("--videos", type=int, default=4, help="test videos (rows) to show")
