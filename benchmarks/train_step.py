@@ -50,7 +50,7 @@ from torch import nn
 from asnet.config import Config, load_config
 from asnet.device import Runtime, select_runtime, set_threads
 from asnet.models import build_model
-from asnet.report.flops import count_flops
+from asnet.report.flops import FeaturesModule, count_flops
 from asnet.spa.rollout import ppo_update
 from asnet.train.loop import Parts, build_parts, cnn_step, stream_inputs
 from asnet.variants import Variant, get_variant
@@ -182,17 +182,6 @@ def infer_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: 
 # ---------------------------------------------------------------------------------------------
 
 
-class _Features(nn.Module):
-    """model.features as a module, for count_flops."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)
-
-
 def flops_per_clip(cfg: Config, classes: int) -> dict[str, float]:
     """Forward FLOPs (torch convention, multiply-add = 2) of one backbone pass on one clip, and
     the per-clip FLOPs of each case: training ~ 3x forward (forward + backward of input and weights).
@@ -205,7 +194,7 @@ def flops_per_clip(cfg: Config, classes: int) -> dict[str, float]:
     with torch.device("meta"):
         model = build_model(cfg.model, classes, 1)
         clip = torch.empty(1, 3, t, s, s)
-    f = float(count_flops(_Features(model), (clip,)))
+    f = float(count_flops(FeaturesModule(model), (clip,)))
     return {
         "forward": f,
         "train_plain": 3 * f,

@@ -64,15 +64,15 @@ def n_params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-class _Features(nn.Module):
-    """Adapter so count_flops can call ``backbone.features`` (pooled clip embedding)."""
+class FeaturesModule(nn.Module):
+    """Adapter so count_flops can call ``.features`` (pooled clip embedding) of a backbone or ASNet."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.features(x)
+        return self.model.features(x)
 
 
 def model_cost(cfg: Config, num_classes: int, variant: str, views: int = 1) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def model_cost(cfg: Config, num_classes: int, variant: str, views: int = 1) -> d
         # data-dependent check (.item()), which meta tensors cannot do. It is small (< 2 M).
         agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions,
                             cfg.spa.hidden)
-    backbone_flops = count_flops(_Features(model.backbone), (clip,))
+    backbone_flops = count_flops(FeaturesModule(model.backbone), (clip,))
     head_flops = count_flops(model.head, (feat, feat) if v.streams == 2 else (feat,))
 
     n_backbone = v.streams
