@@ -6,7 +6,7 @@
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}
-    asnet experiment-table --table table1        # results/table1.{tex,csv} (also table3, table4)
+    asnet experiment-table --table table1        # results/table1.{tex,csv} (also table2, table3, table4)
     asnet table5                                 # results/table5.{tex,csv} (SVM on frozen features)
     asnet probes                                 # results/probes.{tex,csv} (synthetic learnability)
     asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", type=int, required=True)
         p.add_argument("--variant", required=True)
         _common(p)
-    p = sub.add_parser("experiment-table", help="Table 1, 3 or 4 of the paper: results/<table>.{tex,csv}")
-    p.add_argument("--table", required=True, choices=["table1", "table3", "table4"])
+    p = sub.add_parser("experiment-table", help="Table 1, 2, 3 or 4 of the paper: results/<table>.{tex,csv}")
+    p.add_argument("--table", required=True, choices=["table1", "table2", "table3", "table4"])
     _common(p)
     for name, out, text in (
         ("table6", "table6.tex", "aggregate evaluated runs into results/table6.{tex,csv}"),

@@ -54,6 +54,7 @@ class ModelConfig:
     cardinality: int = 32
     fusion: str = "concat"
     pretrained: str | None = None
+    pretrained_dir: str | None = None
     no_max_pool: bool = False
 
 
@@ -113,6 +114,16 @@ class EvalConfig:
     max_clips: int = 0
 
 
+TABLE2_BACKBONES = ("resnet18", "resnet50", "resnet101", "densenet121", "resnext101")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report stage tabulates: Table 2's backbone rows (each trains 3 models)."""
+
+    table2_backbones: tuple[str, ...] = TABLE2_BACKBONES
+
+
 @dataclass(frozen=True)
 class Config:
     preset: str
@@ -127,6 +138,7 @@ class Config:
     train: TrainConfig
     spa: SPAConfig
     eval: EvalConfig
+    report: ReportConfig = ReportConfig()
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset entry called `name`; ConfigError listing the known ones otherwise."""
@@ -252,6 +264,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         train=TrainConfig(**data["train"]),
         spa=SPAConfig(**data.get("spa", {})),
         eval=EvalConfig(**data.get("eval", {})),
+        report=ReportConfig(**{k: tuple(v) for k, v in data.get("report", {}).items()}),
     )
 
 

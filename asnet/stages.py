@@ -185,6 +185,15 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
     )
 
 
+def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
+    """The Kinetics checkpoint a variant's run starts from, as a rule input ([] from scratch)."""
+    from asnet.models.pretrained import pretrained_path
+    from asnet.variants import get_variant
+
+    path = pretrained_path(with_overrides(cfg, get_variant(variant).overrides))
+    return [str(path)] if path else []
+
+
 def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
     from asnet.train.evaluate import evaluate_run
 
@@ -271,24 +280,56 @@ def figure5(cfg: Config, out_pdf: Path = Path("results/figure5.pdf"), n_videos: 
     return out_pdf
 
 
-def experiment_runs(cfg: Config, table: str) -> list[tuple[str, Path]]:
-    """(variant, metrics.json) of an experiment table's rows: first dataset, first split
-    (the paper reports Tables 1-4 on split 1)."""
-    from asnet.variants import EXPERIMENTS
+def run_variant(cfg: Config, variant: str) -> str:
+    """The run a variant's results come from: its `base` variant when the variant's config
+    changes are no-ops under `cfg` (e.g. Table 2's ResNeXt-101 rows under the paper preset)."""
+    from asnet.variants import get_variant
+
+    v = get_variant(variant)
+    if v.base and with_overrides(cfg, v.overrides) == cfg:
+        return v.base
+    return variant
+
+
+def experiment_runs(cfg: Config, table: str) -> list[dict]:
+    """Rows of one of the paper's experiment tables (1-4), per configured dataset on its
+    first split (the paper reports Tables 1-4 on split 1): the row's variant, the run it
+    reads (see run_variant), its metrics.json, the paired baseline's metrics.json (the
+    same backbone's single stream) and the paper's (row, column) for that cell."""
+    from asnet.variants import EXPERIMENTS, TABLE2_BACKBONES
 
     if table not in EXPERIMENTS:
         raise ValueError(f"unknown experiment table {table!r}; choose one of {sorted(EXPERIMENTS)}")
-    dataset, split = cfg.datasets[0].name, cfg.splits[0]
-    return [(v, paths.eval_dir(dataset, split, v) / "metrics.json") for v, _, _ in EXPERIMENTS[table]]
+    rows = EXPERIMENTS[table]
+    if table == "table2":
+        keep = {f"{key}_{b}" for key in cfg.report.table2_backbones for b in ("single", "siamese_center", "asnet")}
+        rows = [r for r in rows if r[0] in keep]
+    split = cfg.splits[0]
+    out = []
+    for d in cfg.datasets:
+        for variant, paper_row, paper_col in rows:
+            baseline = variant.replace(paper_row, "single") if table == "table2" else "single"
+            run, base_run = run_variant(cfg, variant), run_variant(cfg, baseline)
+            out.append({
+                "dataset": d.name, "variant": variant, "run": run,
+                "metrics": paths.eval_dir(d.name, split, run) / "metrics.json",
+                "baseline": paths.eval_dir(d.name, split, base_run) / "metrics.json",
+                "paper_row": paper_row, "paper_col": paper_col,
+            })
+    return out
+
+
+def experiment_inputs(cfg: Config, table: str) -> list[Path]:
+    """Every metrics.json an experiment table reads (its rows' and their baselines')."""
+    return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})
 
 
 def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd.DataFrame:
     """results/<table>.{tex,csv}: our top-1 with its bootstrap interval beside the paper's."""
     from asnet.report.tables import write_experiment_table
-    from asnet.variants import EXPERIMENTS
 
     out_tex = out_tex or Path("results") / f"{table}.tex"
-    return write_experiment_table(table, EXPERIMENTS[table], dict(experiment_runs(cfg, table)), out_tex)
+    return write_experiment_table(table, experiment_runs(cfg, table), out_tex)
 
 
 def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bool = True) -> pd.DataFrame:

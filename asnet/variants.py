@@ -22,6 +22,9 @@ class Variant:
     saliency: str | None = None  # spa | center | random | corner | multiscale | full | tl | tr | bl | br
     overrides: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    # The variant this one trains when its overrides leave the configuration unchanged (Table
+    # 2's ResNeXt-101 row under the paper preset is the `single`/`asnet` run): never train twice.
+    base: str | None = None
 
 
 def _asnet(name: str, label: str, **overrides: Any) -> Variant:
@@ -64,7 +67,27 @@ _TABLE4 = tuple(
     for t in (2, 5, 10, 15)
 )
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE3 + _TABLE4}
+# Table 2: the backbone sweep, each backbone x {single, Siamese-centre, ASNet}. Widths come
+# from the preset (64 = the published models). Hara's DenseNet halves time four times, so
+# it needs clips of >= 16 frames: its row sets 16 (the paper's clip length anyway).
+TABLE2_BACKBONES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # key: (label, paper column, config overrides)
+    "resnet18": ("ResNet-18", "top1_split1_resnet18_16f", {"model.arch": "resnet", "model.depth": 18}),
+    "resnet50": ("ResNet-50", "top1_split1_resnet50_16f", {"model.arch": "resnet", "model.depth": 50}),
+    "resnet101": ("ResNet-101", "top1_split1_resnet101_16f", {"model.arch": "resnet", "model.depth": 101}),
+    "densenet121": ("DenseNet-121", "top1_split1_densenet121_16f",
+                    {"model.arch": "densenet", "model.depth": 121, "input.clip_len": 16}),
+    "resnext101": ("ResNeXt-101", "top1_split1_resnext101_16f", {"model.arch": "resnext", "model.depth": 101}),
+    "resnext101_64f": ("ResNeXt-101 (64f)", "top1_split1_resnext101_64f",
+                       {"model.arch": "resnext", "model.depth": 101, "input.clip_len": 64}),
+}
+_TABLE2 = tuple(
+    Variant(f"{key}_{b.name}", b.streams, b.context, b.saliency, tuple(ov.items()), f"{label}, {b.label}", base=b.name)
+    for key, (label, _, ov) in TABLE2_BACKBONES.items()
+    for b in _BASE[:3]
+)
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE2 + _TABLE3 + _TABLE4}
 LABELS = {v.name: v.label for v in VARIANTS.values()}
 
 # The paper's experiment tables: rows (variant names) and, for the paper's value of a row,
@@ -73,6 +96,8 @@ EXPERIMENTS: dict[str, list[tuple[str, str, str]]] = {
     "table1": [("single", "single", "top1_split1"), ("siamese_center", "siamese_center", "top1_split1"),
                ("asnet", "asnet", "top1_split1")]
     + [(v.name, v.name, "top1_split1") for v in _TABLE1],
+    "table2": [(f"{key}_{base}", base, col) for key, (_, col, _) in TABLE2_BACKBONES.items()
+               for base in ("single", "siamese_center", "asnet")],
     "table3": [("single", "single", "top1_split1"), ("asnet", "asnet", "top1_split1")]
     + [(v.name, v.name, "top1_split1") for v in _TABLE3],
     "table4": [(v.name, v.name.split("_steps")[0], "top1_split1_steps" + v.name.split("_steps")[1]) for v in _TABLE4],

@@ -142,32 +142,51 @@ def write_table6(
 
 _TITLES = {
     "table1": "Table 1: input of the saliency stream",
+    "table2": "Table 2: backbones",
     "table3": "Table 3: fusion of the two streams",
     "table4": "Table 4: SPA actions and training steps",
 }
+_PAPER_DATASETS = {"ucf101": "Paper UCF-101", "hmdb51": "Paper HMDB-51"}
 
 
-def write_experiment_table(
-    table: str, rows: list[tuple[str, str, str]], metric_files: dict[str, Path], out_tex: Path
-) -> pd.DataFrame:
-    """One of the paper's ablation tables: per row our top-1 (split 1) and 95% bootstrap
-    interval, and the paper's UCF-101 / HMDB-51 values for that row (with provenance in
-    workflow/paper/paper_numbers.csv)."""
-    metrics = collect_metrics([metric_files[v] for v, _, _ in rows])
+def _predictions(metrics_json: Path) -> pd.DataFrame | None:
+    f = Path(metrics_json).parent / "predictions.csv"
+    return pd.read_csv(f).set_index("video") if f.exists() else None
+
+
+def write_experiment_table(table: str, rows: list[dict], out_tex: Path) -> pd.DataFrame:
+    """One of the paper's ablation tables (rows from asnet.stages.experiment_runs): per row
+    our top-1 on split 1 with a 95% bootstrap interval over test videos, the McNemar p-value
+    against the same backbone's single stream on the same videos, and the paper's UCF-101 /
+    HMDB-51 values (provenance in workflow/paper/paper_numbers.csv). On a dataset the paper
+    reports, "Paper" is its value for that dataset and "Diff" ours minus the paper's."""
     paper = paper_numbers(table)
     out = []
-    for variant, paper_row, paper_col in rows:
-        m = metrics[metrics["variant"] == variant].iloc[0]
-        rec = {"Dataset": m["dataset"], "Model": LABELS.get(variant, variant), "Top-1": 100 * m["top1"],
-               "CI low": 100 * m["top1_ci_low"], "CI high": 100 * m["top1_ci_high"]}
-        for ds, col in (("ucf101", "Paper UCF-101"), ("hmdb51", "Paper HMDB-51")):
-            hit = paper[(paper["dataset"] == ds) & (paper["row"] == paper_row) & (paper["column"] == paper_col)]
+    for r in rows:
+        m = json.loads(Path(r["metrics"]).read_text())
+        rec: dict = {"Dataset": r["dataset"], "Model": LABELS.get(r["variant"], r["variant"]),
+                     "Top-1": 100 * m["top1"]}
+        pred, base = _predictions(r["metrics"]), _predictions(r["baseline"])
+        lo = hi = p_value = float("nan")
+        if pred is not None and len(pred):
+            lo, hi = bootstrap_ci(pred["correct"].to_numpy())
+            if base is not None and Path(r["baseline"]) != Path(r["metrics"]):
+                common = pred.index.intersection(base.index)
+                p_value = mcnemar(pred.loc[common, "correct"].to_numpy(), base.loc[common, "correct"].to_numpy())["p"]
+        rec.update({"CI low": 100 * lo, "CI high": 100 * hi, "McNemar p vs single": p_value})
+        for ds, col in _PAPER_DATASETS.items():
+            hit = paper[(paper["dataset"] == ds) & (paper["row"] == r["paper_row"]) & (paper["column"] == r["paper_col"])]
             rec[col] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
+        same = _PAPER_DATASETS.get(r["dataset"])
+        rec["Diff"] = rec["Top-1"] - rec[same] if same else float("nan")
+        rec["run"] = r["run"]
         out.append(rec)
     wide = pd.DataFrame(out)
     out_tex.parent.mkdir(parents=True, exist_ok=True)
     wide.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
     caption = (f"{_TITLES.get(table, table)}. Top-1 (\\%) on split 1 with a 95\\% bootstrap interval over test "
-               "videos; the paper's values (3D ResNeXt-101, Kinetics-pretrained) for reference.")
-    out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
+               "videos and McNemar's p against the same backbone's single stream; the paper's values "
+               "(Kinetics-pretrained) for reference, Diff = ours - paper's on the same dataset.")
+    out_tex.write_text(to_latex(wide.drop(columns=["run"]), caption, f"tab:{out_tex.stem}",
+                                {"McNemar p vs single": "{:.3f}"}))
     return wide

@@ -46,7 +46,7 @@ from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
 from asnet.models import build_model
-from asnet.models.pretrained import load_pretrained
+from asnet.models.pretrained import load_pretrained, pretrained_path
 from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
@@ -73,8 +73,9 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     """Model (+ SPA agent) and their optimizers, initialised from cfg.seed."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes, variant.streams)
-    if cfg.model.pretrained:
-        load_pretrained(model, cfg.model.pretrained)
+    start = pretrained_path(cfg)
+    if start is not None:
+        load_pretrained(model, start)
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)

@@ -7,6 +7,9 @@ rule train:
     input:
         manifest=str(paths.manifest("{dataset}", "{split}")),
         index=str(paths.frames_index("{dataset}")),
+        # Kinetics weights (model.pretrained / pretrained_dir): missing ones stop the run
+        # before any job starts, naming the file.
+        pretrained=lambda w: stages_pretrained_inputs(CFG, w.variant),
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
     threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
