@@ -11,6 +11,7 @@
     asnet probes                                 # results/probes.{tex,csv} (synthetic learnability)
     asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
     asnet figure5                                # results/figure5.{pdf,png} (SPA boxes, Grad-CAM)
+    asnet audit                                  # results/audit.{md,csv} (which claims reproduce)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 """
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("table5", "table5.tex", "Table 5 (frozen features + linear SVM): results/table5.{tex,csv}"),
         ("probes", "probes.tex", "learnability table of the synthetic set: results/probes.{tex,csv}"),
         ("figure4", "figure4.pdf", "SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}"),
+        ("audit", "audit.md", "which of the paper's claims the runs reproduce: results/audit.{md,csv}"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--out", type=Path, default=Path("results") / out)
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.table5(cfg, args.out, progress).to_string(index=False))
         elif args.command == "probes":
             print(stages.probes(cfg, args.out).to_string(index=False))
+        elif args.command == "audit":
+            print(stages.audit(cfg, args.out).to_string(index=False))
         elif args.command == "figure4":
             print(stages.figure4(cfg, args.out))
         elif args.command == "figure5":

@@ -28,7 +28,8 @@ class Variant:
 
 
 def _asnet(name: str, label: str, **overrides: Any) -> Variant:
-    return Variant(name, 2, saliency="spa", label=label, overrides=tuple(overrides.items()))
+    # base="asnet": a row equal to the configured ASNet (Table 4's 3 actions, T=10) reuses its run
+    return Variant(name, 2, saliency="spa", label=label, overrides=tuple(overrides.items()), base="asnet")
 
 
 _BASE = (

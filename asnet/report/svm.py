@@ -62,7 +62,7 @@ def video_features(
 
 
 def fit_svm(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0) -> dict:
-    """Linear SVM with C from 3-fold CV on the training set. -> {"top1", "C", "cv_score"}"""
+    """Linear SVM with C from 3-fold CV on the training set. -> {"top1", "pred", "C", "cv_score"}"""
     folds = max(2, min(3, int(np.bincount(y_train).min())))
     search = GridSearchCV(
         make_pipeline(StandardScaler(), LinearSVC(dual="auto", max_iter=20000, random_state=seed)),
@@ -70,8 +70,10 @@ def fit_svm(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
     )
     search.fit(x_train, y_train)
+    pred = search.predict(x_test)
     return {
-        "top1": float((search.predict(x_test) == y_test).mean()),
+        "top1": float((pred == y_test).mean()),
+        "pred": pred,
         "C": float(search.best_params_["linearsvc__C"]),
         "cv_score": float(search.best_score_),
     }
@@ -88,12 +90,16 @@ def table5(
     y = manifest["label"].to_numpy()
     train = (manifest["subset"] == "train").to_numpy()
     paper = paper_numbers("table5")
-    rows = []
+    rows, preds = [], []
     for weights, label in (("single", "W_s (single stream)"), ("asnet", "W_a (ASNet)")):
         f = feats[weights]
         for inp in INPUTS:
             x = np.concatenate([f["xc"], f["xs"]], axis=1) if inp == "xc_xs" else f[inp]
             res = fit_svm(x[train], y[train], x[~train], y[~train])
+            # per-video outcomes, for paired tests (results/audit.md compares W_a with W_s)
+            preds.append(pd.DataFrame({"weights": weights, "input": inp, "video": manifest.loc[~train, "video"].to_numpy(),
+                                       "label": y[~train], "pred": res["pred"],
+                                       "correct": (res["pred"] == y[~train]).astype(int)}))
             hit = paper[(paper["row"] == weights) & (paper["column"] == f"top1_split1_{inp}")]
             rows.append({
                 "Weights": label, "Input": {"xc": "X_c", "xs": "X_s", "xc_xs": "X_c + X_s"}[inp],
@@ -103,6 +109,7 @@ def table5(
     df = pd.DataFrame(rows)
     out_tex.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
+    pd.concat(preds).to_csv(out_tex.with_name(out_tex.stem + "_predictions.csv"), index=False)
     caption = ("Table 5: frozen features + linear SVM (C by 3-fold CV on the training videos, standardised "
                "features), top-1 (\\\\%) on the test videos of the first configured split.")
     out_tex.write_text(to_latex(df, caption, "tab:table5", formats={"C": "{:g}"}))

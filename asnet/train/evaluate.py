@@ -68,10 +68,14 @@ def evaluate_run(
             gt = batch["gt"]
             if not torch.isnan(gt).any():
                 hs, ws = batch["height"], batch["width"]
+                boxes = {"center": fixed_saliency_boxes("center", cfg, hs, ws, gen),
+                         "random": fixed_saliency_boxes("random", cfg, hs, ws, gen)}
                 if episode is not None:
-                    ious["spa"] += box_iou(clip_to_frame(episode.final_boxes, hs, ws), gt).tolist()
-                ious["center"] += box_iou(fixed_saliency_boxes("center", cfg, hs, ws, gen), gt).tolist()
-                ious["random"] += box_iou(fixed_saliency_boxes("random", cfg, hs, ws, gen), gt).tolist()
+                    boxes["spa"] = clip_to_frame(episode.final_boxes, hs, ws)
+                for key, box in boxes.items():
+                    iou = box_iou(box, gt)  # (n,) one per clip
+                    ious[key] += iou.tolist()
+                    rows[-1][f"iou_{key}"] = float(iou.mean())  # per video, for paired tests
     preds = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out_dir / "predictions.csv", index=False)

@@ -1,0 +1,195 @@
+"""results/audit.md: which of the paper's claims our runs reproduce, which they do not, and
+which they cannot judge.
+
+Every verdict is computed from the runs' per-video predictions, never typed in:
+
+- A comparative claim ("ASNet beats the single stream") is tested on the same test videos:
+  exact McNemar on the discordant pairs pooled over the compared splits, a 95% paired
+  bootstrap interval of the accuracy difference, Holm's correction when a claim makes
+  several comparisons. Verdict: *reproduces* when every comparison goes the paper's way at
+  p < 0.05, *does not reproduce* when one goes significantly the other way or (on the
+  paper's own dataset) the paper's gain lies outside our interval, else *cannot judge*.
+- An absolute number (UCF-101/HMDB-51 only) reproduces when the paper's value lies in our
+  95% bootstrap interval. On the synthetic set the paper's numbers cannot be judged.
+- Parameter counts are recomputed by building the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from asnet.report.stats import bootstrap_ci
+
+ALPHA = 0.05
+REAL = {"ucf101": "UCF-101", "hmdb51": "HMDB-51"}
+
+
+@dataclass
+class Comparison:
+    """One paired comparison A vs B on the same test videos (accuracies in points)."""
+
+    name: str
+    acc_a: float
+    acc_b: float
+    diff_lo: float
+    diff_hi: float
+    b: int  # A right, B wrong
+    c: int  # A wrong, B right
+    n: int
+    p: float
+    p_adj: float = float("nan")
+    paper_gain: float | None = None  # the paper's A - B on this dataset, when it has one
+
+    @property
+    def diff(self) -> float:
+        return self.acc_a - self.acc_b
+
+
+@dataclass
+class Claim:
+    id: str
+    claim: str
+    source: str
+    paper: str
+    ours: str = ""
+    verdict: str = "cannot judge"
+    details: list[str] = field(default_factory=list)
+
+
+def _mcnemar_p(b: int, c: int) -> float:
+    m = b + c
+    return 1.0 if m == 0 else min(1.0, 2 * sum(comb(m, i) for i in range(min(b, c) + 1)) / 2**m)
+
+
+def paired(name: str, a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, n_boot: int = 4000) -> Comparison:
+    """Compare two runs' per-video `correct` (indexed alike, e.g. (split, video)) on their common videos."""
+    common = a.index.intersection(b.index)
+    if not len(common):
+        raise ValueError(f"{name}: the two runs share no test videos")
+    x = a.loc[common, "correct"].to_numpy().astype(np.int8)
+    y = b.loc[common, "correct"].to_numpy().astype(np.int8)
+    d = (x - y).astype(np.float64)  # per video: +1, 0 or -1
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for i in range(0, n_boot, 500):  # chunks keep memory at 500 x n
+        idx = rng.integers(0, len(d), size=(min(500, n_boot - i), len(d)))
+        means[i:i + len(idx)] = d[idx].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    bb, cc = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
+    return Comparison(name, 100 * x.mean(), 100 * y.mean(), 100 * lo, 100 * hi, bb, cc, len(d), _mcnemar_p(bb, cc))
+
+
+def paired_values(name: str, x: pd.Series, y: pd.Series, seed: int = 0, n_boot: int = 2000) -> Comparison:
+    """Paired comparison of a per-video quantity in [0, 1] (e.g. IoU with the actor): 95%
+    bootstrap interval of the mean difference and a sign test (wins vs losses), x100."""
+    common = x.index.intersection(y.index)
+    a, b = x.loc[common].to_numpy(float), y.loc[common].to_numpy(float)
+    d = a - b
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    lo, hi = np.quantile(d[idx].mean(1), [0.025, 0.975])
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    return Comparison(name, 100 * a.mean(), 100 * b.mean(), 100 * lo, 100 * hi, wins, losses, len(d),
+                      _mcnemar_p(wins, losses))
+
+
+def holm(comparisons: list[Comparison]) -> None:
+    """Holm-adjusted p-values (family = one claim's comparisons), in place."""
+    order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(comparisons) - rank) * comparisons[i].p))
+        comparisons[i].p_adj = running
+
+
+def judge(comparisons: list[Comparison]) -> str:
+    """Verdict of a claim that A beats B in every comparison (see module docstring)."""
+    holm(comparisons)
+    against = [c for c in comparisons if c.p_adj < ALPHA and c.diff < 0]
+    gain_excluded = [c for c in comparisons if c.paper_gain is not None and c.paper_gain > c.diff_hi]
+    if against or gain_excluded:
+        return "does not reproduce"
+    if all(c.p_adj < ALPHA and c.diff > 0 for c in comparisons):
+        return "reproduces"
+    return "cannot judge"
+
+
+def describe(c: Comparison) -> str:
+    gain = f"; paper's gain {c.paper_gain:+.1f}" if c.paper_gain is not None else ""
+    return (f"{c.name}: {c.acc_a:.1f} vs {c.acc_b:.1f} ({c.diff:+.1f} points, 95% CI {c.diff_lo:+.1f} to "
+            f"{c.diff_hi:+.1f}; {c.b} vs {c.c} discordant of {c.n} videos, McNemar p = {c.p:.3g}, "
+            f"Holm {c.p_adj:.3g}{gain})")
+
+
+def load_predictions(eval_dirs: list[Path]) -> pd.DataFrame:
+    """Per-video correctness of one model over several splits, indexed by (split, video)."""
+    frames = []
+    for d in eval_dirs:
+        f = Path(d) / "predictions.csv"
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: missing; run the evaluate rule for this run first")
+        df = pd.read_csv(f)
+        df["split"] = Path(d).parent.name
+        frames.append(df)
+    return pd.concat(frames).set_index(["split", "video"])
+
+
+def absolute_claim(claim: Claim, rows: list[tuple[str, str, pd.DataFrame, float | None]]) -> None:
+    """rows: (dataset, model label, predictions, paper value). Reproduces if every paper value
+    on its own dataset lies in our 95% interval."""
+    verdicts = []
+    for dataset, label, pred, paper in rows:
+        acc = 100 * pred["correct"].mean()
+        lo, hi = (100 * v for v in bootstrap_ci(pred["correct"].to_numpy()))
+        if dataset in REAL and paper is not None and not np.isnan(paper):
+            ok = lo <= paper <= hi
+            verdicts.append(ok)
+            claim.details.append(f"{REAL[dataset]} {label}: ours {acc:.1f} (95% CI {lo:.1f}-{hi:.1f}), paper {paper:.1f}"
+                                 f" -> {'inside' if ok else 'outside'}")
+        else:
+            claim.details.append(f"{dataset} {label}: ours {acc:.1f} (95% CI {lo:.1f}-{hi:.1f}); the paper has no "
+                                 "number for this dataset")
+    claim.ours = "; ".join(d.split(" -> ")[0] for d in claim.details[:4])
+    if verdicts:
+        claim.verdict = "reproduces" if all(verdicts) else "does not reproduce"
+    else:
+        claim.verdict = "cannot judge"
+        claim.details.append("The paper's numbers are for UCF-101/HMDB-51 with Kinetics-pretrained weights; "
+                             "absolute numbers on another dataset say nothing about them.")
+
+
+def comparative_claim(claim: Claim, comparisons: list[Comparison]) -> None:
+    if not comparisons:
+        claim.verdict, claim.ours = "cannot judge", "not run (the table's target was not built)"
+        return
+    claim.verdict = judge(comparisons)
+    claim.details = [describe(c) for c in comparisons]
+    won = sum(c.diff > 0 for c in comparisons)
+    sig = sum(c.p_adj < ALPHA for c in comparisons)
+    claim.ours = (f"ahead in {won}/{len(comparisons)} comparisons, significant (Holm p < {ALPHA}) in {sig}; "
+                  + "; ".join(f"{c.name} {c.diff:+.1f}" for c in comparisons[:3])
+                  + (" ..." if len(comparisons) > 3 else ""))
+
+
+def write_markdown(claims: list[Claim], header: str, out_md: Path) -> pd.DataFrame:
+    """results/audit.md (summary table + details per claim) and results/audit.csv."""
+    df = pd.DataFrame([{"id": c.id, "claim": c.claim, "source": c.source, "paper": c.paper, "ours": c.ours,
+                        "verdict": c.verdict} for c in claims])
+    counts = df["verdict"].value_counts()
+    lines = [header, "",
+             "Summary: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduces", "does not reproduce",
+                                                                          "cannot judge")) + ".", "",
+             "| # | Claim | Paper | Verdict |", "|---|---|---|---|"]
+    lines += [f"| {c.id} | {c.claim} ({c.source}) | {c.paper} | **{c.verdict}** |" for c in claims]
+    for c in claims:
+        lines += ["", f"## {c.id}. {c.claim}", "", f"Source: {c.source}. Paper: {c.paper}.", "",
+                  f"Verdict: **{c.verdict}**. Ours: {c.ours}.", ""]
+        lines += [f"- {d}" for d in c.details]
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text("\n".join(lines) + "\n")
+    df.to_csv(out_md.with_suffix(".csv"), index=False)
+    return df

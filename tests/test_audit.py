@@ -1,0 +1,55 @@
+"""The audit's decision rules on hand-made per-video outcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asnet.report.audit import Claim, absolute_claim, judge, paired, paired_values
+
+
+def _outcomes(correct: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"correct": correct}, index=pd.Index([f"v{i}" for i in range(len(correct))], name="video"))
+
+
+def test_paired_counts_discordant_videos() -> None:
+    a = _outcomes([1] * 30 + [0] * 10)
+    b = _outcomes([0] * 25 + [1] * 5 + [0] * 10)
+    c = paired("a vs b", a, b)
+    assert (c.b, c.c, c.n) == (25, 0, 40) and c.p < 1e-6
+    assert c.acc_a == pytest.approx(75.0) and c.diff_lo > 0
+
+
+def test_verdicts() -> None:
+    better = paired("x", _outcomes([1] * 40 + [0] * 10), _outcomes([0] * 40 + [0] * 10))
+    worse = paired("y", _outcomes([0] * 50), _outcomes([1] * 40 + [0] * 10))
+    tie = paired("z", _outcomes([1, 0] * 10), _outcomes([0, 1] * 10))
+    assert judge([better]) == "reproduces"
+    assert judge([better, worse]) == "does not reproduce"
+    assert judge([better, tie]) == "cannot judge"
+    # on the paper's own dataset a gain far above our interval does not reproduce, even if not significant
+    tie.paper_gain = 60.0  # our interval is about +-44 points on 20 videos
+    assert judge([tie]) == "does not reproduce"
+
+
+def test_absolute_numbers_only_judged_on_the_papers_datasets() -> None:
+    rng = np.random.default_rng(0)
+    pred = _outcomes(list((rng.random(2000) < 0.9).astype(int)))
+    c = Claim("1", "t", "s", "p")
+    absolute_claim(c, [("ucf101", "single", pred, 90.0)])
+    assert c.verdict == "reproduces"
+    c = Claim("1", "t", "s", "p")
+    absolute_claim(c, [("ucf101", "single", pred, 95.1)])
+    assert c.verdict == "does not reproduce"
+    c = Claim("1", "t", "s", "p")
+    absolute_claim(c, [("synthetic", "single", pred, None)])
+    assert c.verdict == "cannot judge"
+
+
+def test_paired_values_sign_test() -> None:
+    idx = pd.Index([f"v{i}" for i in range(30)])
+    spa = pd.Series(np.linspace(0.5, 0.8, 30), index=idx)
+    centre = pd.Series(np.full(30, 0.1), index=idx)
+    c = paired_values("iou", spa, centre)
+    assert (c.b, c.c) == (30, 0) and c.p < 1e-6 and c.diff_lo > 0
