@@ -82,6 +82,9 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | str = "auto"
     threads: int = 0
+    # Processes (one GPU each on CUDA) of one training run: > 1 makes the Snakemake rule
+    # launch `torchrun --standalone --nproc_per_node N`; 1 trains in the rule's own process.
+    nproc_per_node: int = 1
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,23 @@ def test_misspelt_key_lists_allowed_keys():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'fast'.*default"):
         load_config(overrides=["preset=fast"])
+
+
+@pytest.mark.parametrize("preset", ["default", "paper", "paper64", "tiny"])
+def test_run_config_file_round_trips(tmp_path, preset):
+    """The file the train rule hands to torchrun's workers loads back to the same Config."""
+    from asnet.train.launch import torchrun_command, write_run_config
+
+    cfg = load_config(overrides=[f"preset={preset}", "train.nproc_per_node=4", "train.lr=0.123"])
+    path = write_run_config(cfg, tmp_path / "run" / "train_config.yaml")
+    assert load_config(path) == cfg and not list(path.parent.glob("*.tmp"))
+    cmd = torchrun_command(path, "ucf101", 2, "asnet", cfg.train.nproc_per_node)
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4"]
+    assert cmd[6:] == ["-m", "asnet.cli", "train", "--config", str(path),
+                       "--dataset", "ucf101", "--split", "2", "--variant", "asnet"]
+
+
+def test_nproc_per_node_must_be_positive():
+    with pytest.raises(ConfigError, match="train.nproc_per_node:"):
+        load_config(overrides=["train.nproc_per_node=0"])
+    assert load_config(overrides=["preset=tiny"]).train.nproc_per_node == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -37,6 +38,10 @@ def test_snakemake_table6_tiny(tmp_path: Path) -> None:
         assert abs(float(row["Split 1"].iloc[0]) - 100 * preds["correct"].mean()) < 1e-3  # csv keeps 4 decimals
     for name in ("model.pt", "state/last.pt", "dvclive/metrics.json"):
         assert (tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet" / name).exists(), name
+    # train.nproc_per_node 1: trained in the rule's own process, no torchrun (tests/test_ddp.py has 2).
+    assert "world_size" not in torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet/state/last.pt",
+                                          weights_only=True)
+    assert not (tmp_path / "results/logs/synthetic_tiny/split1/asnet/train_config.yaml").exists()
     # Nothing left to do: a second invocation is a no-op.
     dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
                             "results/table6.tex", "--config", "preset=tiny", "-n"], REPO)

@@ -204,7 +204,13 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 # Keys that may change between a run and its resumption without changing what is trained.
-_RESUME_FREE = {("train", "epochs"), ("train", "workers"), ("train", "threads"), ("frames", "workers"), ("device",)}
+# train.nproc_per_node only says how the Snakemake rule launches the run (resuming with
+# another process count is allowed, as for a torchrun started by hand), and checkpoints
+# written before the key existed lack it.
+_RESUME_FREE = {
+    ("train", "epochs"), ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
+    ("frames", "workers"), ("device",),
+}
 
 
 def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:

@@ -1,8 +1,19 @@
+# Processes per training run (`train.nproc_per_node`): 1 trains in the job's own process;
+# N > 1 launches torchrun --standalone --nproc_per_node N in the job (DistributedDataParallel,
+# one GPU per process on CUDA, gloo on CPU; `train.batch_size` stays the global batch).
+TRAIN_NPROC = CFG.train.nproc_per_node
+# GPUs a training job needs: one per process, none when the config pins the CPU. Cluster
+# executors turn `gpu` into a request (SLURM plugin: sbatch/srun --gpus=N); a local run
+# ignores it unless given a limit (`--resources gpu=1`: one GPU training at a time).
+TRAIN_GPUS = 0 if CFG.device == "cpu" else TRAIN_NPROC
+
+
 # One training run per (dataset, split, variant). A killed run resumes from state/last.pt.
-# threads: `train.threads` of the preset (the CPU preset trains small models, where one
-# thread per run and several runs side by side use the cores best), or, when it is 0, all
-# cores given to Snakemake: one run at a time uses the whole machine. The package caps
-# torch threads at the real core count, so --cores 8 on 2 cores is safe.
+# threads: `train.threads` of the preset per process (the CPU preset trains small models,
+# where one thread per run and several runs side by side use the cores best), or, when it
+# is 0, all cores given to Snakemake: one run at a time uses the whole machine (on a
+# cluster: the profile's `cores`). The package caps torch threads at the real core count
+# (shared by the torchrun processes), so --cores 8 on 2 cores is safe.
 rule train:
     input:
         manifest=str(paths.manifest("{dataset}", "{split}")),
@@ -12,7 +23,9 @@ rule train:
         pretrained=lambda w: stages_pretrained_inputs(CFG, w.variant),
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
-    threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
+    threads: CFG.train.threads * TRAIN_NPROC if CFG.train.threads > 0 else workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
     log:
         "results/logs/{dataset}/split{split}/{variant}/train.log",
     script:
