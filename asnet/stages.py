@@ -185,6 +185,32 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
     )
 
 
+# Config keys that say how a run is launched, not what it trains (threads, workers, processes).
+_LAUNCH_ONLY = {("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"), ("frames", "workers"),
+                ("frames", "chunks"), ("frames", "timeout_s")}
+
+
+def train_signature(cfg: Config, dataset: str, variant: str) -> str:
+    """Digest of everything that decides what a (dataset, variant) run trains, after the
+    variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
+    (config edits otherwise leave existing checkpoints standing). Launch details, the device,
+    other datasets and the report settings are left out."""
+    import hashlib
+
+    c = with_overrides(cfg, get_variant_overrides(variant)).to_dict()
+    keep = {k: c[k] for k in ("seed", "frames", "model", "input", "train", "spa")}
+    keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
+    for section, key in _LAUNCH_ONLY:
+        keep[section].pop(key, None)
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def get_variant_overrides(variant: str) -> tuple:
+    from asnet.variants import get_variant
+
+    return get_variant(variant).overrides
+
+
 def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
     """The Kinetics checkpoint a variant's run starts from, as a rule input ([] from scratch)."""
     from asnet.models.pretrained import pretrained_path

@@ -46,6 +46,18 @@ def test_snakemake_table6_tiny(tmp_path: Path) -> None:
     dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
                             "results/table6.tex", "--config", "preset=tiny", "-n"], REPO)
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    # A config edit that changes what is trained retrains (the rule's params); one that only
+    # changes how it is launched (threads) does not.
+    lr = tmp_path / "lr.yaml"
+    lr.write_text("preset: tiny\ntrain: {lr: 0.02}\n")
+    dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+                            "results/table6.tex", "--configfile", str(lr), "-n"], REPO)
+    assert "Params have changed" in dry.stdout and "train" in dry.stdout, dry.stdout
+    threads = tmp_path / "threads.yaml"
+    threads.write_text("preset: tiny\ntrain: {threads: 2}\n")
+    dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+                            "results/table6.tex", "--configfile", str(threads), "-n"], REPO)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
 
 
 @pytest.mark.slow

@@ -23,6 +23,9 @@ rule train:
         pretrained=lambda w: stages_pretrained_inputs(CFG, w.variant),
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
+    params:
+        # what the run trains (config after the variant's overrides): an edit retrains it
+        signature=lambda w: stages_train_signature(CFG, w.dataset, w.variant),
     threads: CFG.train.threads * TRAIN_NPROC if CFG.train.threads > 0 else workflow.cores
     resources:
         gpu=TRAIN_GPUS,
