@@ -39,5 +39,10 @@ def test_table5_from_tiny_runs(in_tiny_workdir: Path) -> None:
     assert len(df) == 6 and df["Top-1"].between(0, 100).all()
     assert list(df["Input"]) == ["X_c", "X_s", "X_c + X_s"] * 2
     assert set(df["Paper HMDB-51"]) == {73.9, 74.5, 75.5, 75.0, 75.8, 76.6}
-    assert pd.read_csv(tex.with_suffix(".csv")).shape == (6, 6)
-    assert "\\toprule" in tex.read_text()
+    assert pd.read_csv(tex.with_suffix(".csv")).shape == (6, 9)
+    assert (df["CI low"] <= df["Top-1"]).all() and (df["Top-1"] <= df["CI high"]).all()
+    assert df["Diff"].isna().all()  # not HMDB-51: no difference to the paper's numbers
+    text = tex.read_text()
+    assert "\\toprule" in text and "(\\%)" in text and "\\\\%" not in text  # LaTeX percent, not a line break
+    preds = pd.read_csv(tex.with_name("table5_predictions.csv"))
+    assert len(preds) == 6 * int((pd.read_csv(paths.manifest(DATASET, SPLIT))["subset"] == "test").sum())

@@ -29,6 +29,8 @@ def test_means_per_split_values_and_paper_numbers(tmp_path: Path) -> None:
     assert abs(ucf.loc["Single stream", "Mean (3 splits)"] - 92.0) < 1e-9
     assert abs(ucf.loc["ASNet (SPA)", "Split 3"] - 97.0) < 1e-9
     assert ucf.loc["ASNet (SPA)", "Paper"] == 96.8 and ucf.loc["Single stream", "Paper"] == 95.1
+    assert abs(ucf.loc["Single stream", "Diff"] - (92.0 - 95.1)) < 1e-9
+    assert wide[wide["Dataset"] == "synthetic"]["Diff"].isna().all()
     assert list(ucf.index) == ["Single stream", "ASNet (SPA)"]  # variant order, absent ones skipped
     text = tex.read_text()
     assert "\\toprule" in text and "\\bottomrule" in text and "96.8" in text

@@ -89,6 +89,7 @@ def table6_frame(
             if paper_column:
                 hit = paper[(paper["dataset"] == dataset) & (paper["row"] == variant) & (paper["column"] == "top1_mean3")]
                 row["Paper"] = float(hit["value"].iloc[0]) if len(hit) else float("nan")
+                row["Diff"] = row[f"Mean ({len(sub)} splits)"] - row["Paper"]  # ours - paper's, same dataset
             if costs is not None and (dataset, variant) in costs:
                 c = costs[(dataset, variant)]
                 row["Params (M)"] = c["total_params"] / 1e6
