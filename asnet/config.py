@@ -110,6 +110,7 @@ class SPAConfig:
     normalize_advantage: bool = True
     update_every: int = 1
     state: str = "paper"
+    state_stride: int = 1
 
 
 @dataclass(frozen=True)

@@ -188,20 +188,24 @@ def flops_per_clip(cfg: Config, classes: int) -> dict[str, float]:
 
     ASNet training: 2 streams x 3 F + the episode's 1 scene + (train_steps + 1) patch forwards.
     ASNet inference: 2 streams + 1 scene + (test_steps + 1) patch forwards. Heads, SPA's MLP,
-    BatchNorm and pooling are ignored (< 1 % here).
+    BatchNorm and pooling are ignored (< 1 % here). With spa.state_stride k the episode's
+    forwards see ceil(T / k) frames (counted on that clip length).
     """
     t, s = cfg.input.clip_len, cfg.input.size
+    t_spa = -(-t // cfg.spa.state_stride)
     with torch.device("meta"):
         model = build_model(cfg.model, classes, 1)
         clip = torch.empty(1, 3, t, s, s)
+        spa_clip = torch.empty(1, 3, t_spa, s, s)
     f = float(count_flops(FeaturesModule(model), (clip,)))
+    f_spa = f if t_spa == t else float(count_flops(FeaturesModule(model), (spa_clip,)))
     return {
         "forward": f,
         "train_plain": 3 * f,
         "train_single": 3 * f,
-        "train_asnet": 6 * f + (1 + cfg.spa.train_steps + 1) * f,
+        "train_asnet": 6 * f + (1 + cfg.spa.train_steps + 1) * f_spa,
         "infer_single": f,
-        "infer_asnet": (2 + 1 + cfg.spa.test_steps + 1) * f,
+        "infer_asnet": 2 * f + (1 + cfg.spa.test_steps + 1) * f_spa,
     }
 
 

@@ -65,6 +65,11 @@ def run_episode(
     (the paper crops the ORIGINAL-resolution clip, then resizes to the input size).
     """
     device = next(model.parameters()).device
+    # spa.state_stride > 1 computes SPA's states and rewards on every k-th frame: k times
+    # fewer FLOPs for the T + 2 rollout forwards (an approximation of the paper, opt-in);
+    # the box it finds is spatial, so the saliency stream still crops the full clip.
+    if spa.state_stride > 1:
+        clips = clips[:, :: spa.state_stride]  # (B, ceil(T / k), H, W, 3)
 
     def embed(boxes: Tensor) -> Tensor:
         x = crop_resize(clips, boxes, inp.size, inp.mean, inp.std, heights, widths).to(device)
