@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from worktree import clone_worktree
 
 REPO = Path(__file__).resolve().parents[1]
 # The uncommitted work in the developer's tree is what is under test (as in
@@ -104,13 +105,7 @@ def test_pull_from_a_dvc_remote_leaves_nothing_to_train(tmp_path: Path) -> None:
     repo, clone, remote = tmp_path / "repo", tmp_path / "clone", tmp_path / "remote"
 
     # --- the machine that trains: clone, run the pipeline, commit dvc.lock, push
-    _git("clone", "-q", str(REPO), str(repo), cwd=tmp_path)
-    for rel in WORKTREE:
-        src = REPO / rel
-        if src.is_dir():
-            shutil.copytree(src, repo / rel, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, repo / rel)
+    clone_worktree(repo, WORKTREE)
     (repo / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\n")
     # A user's editable install leaves bytecode in asnet/ (a `dvc.yaml` dep); it must not
     # reach dvc.lock, or the clone below, which has none, would see changed deps.

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from worktree import clone_worktree
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -76,14 +77,8 @@ def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is needed to clone the repository")
 def test_dvc_repro_wraps_snakemake_and_is_then_up_to_date(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(REPO), str(clone)], tmp_path)
-    # Uncommitted work in the developer's tree is what is under test: copy it over the clone.
-    for rel in ("dvc.yaml", "Snakefile", "workflow", "config", "asnet"):
-        src = REPO / rel
-        if src.is_dir():
-            shutil.copytree(src, clone / rel, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, clone / rel)
+    # Uncommitted work in the developer's tree is what is under test: laid over the clone.
+    clone_worktree(clone, ("dvc.yaml", "Snakefile", "workflow", "config", "asnet"))
     (clone / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\n")
     dvc = [sys.executable, "-m", "dvc"]
     _run(dvc + ["repro"], clone)
