@@ -197,18 +197,14 @@ def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     other datasets and the report settings are left out."""
     import hashlib
 
-    c = with_overrides(cfg, get_variant_overrides(variant)).to_dict()
+    from asnet.variants import get_variant
+
+    c = with_overrides(cfg, get_variant(variant).overrides).to_dict()
     keep = {k: c[k] for k in ("seed", "frames", "model", "input", "train", "spa")}
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
     for section, key in _LAUNCH_ONLY:
         keep[section].pop(key, None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def get_variant_overrides(variant: str) -> tuple:
-    from asnet.variants import get_variant
-
-    return get_variant(variant).overrides
 
 
 def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
