@@ -17,13 +17,12 @@ Every verdict is computed from the runs' per-video predictions, never typed in:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import comb
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from asnet.report.stats import bootstrap_ci
+from asnet.report.stats import bootstrap_ci, mcnemar_p
 
 ALPHA = 0.05
 REAL = {"ucf101": "UCF-101", "hmdb51": "HMDB-51"}
@@ -61,40 +60,29 @@ class Claim:
     details: list[str] = field(default_factory=list)
 
 
-def _mcnemar_p(b: int, c: int) -> float:
-    m = b + c
-    return 1.0 if m == 0 else min(1.0, 2 * sum(comb(m, i) for i in range(min(b, c) + 1)) / 2**m)
-
-
 def paired(name: str, a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, n_boot: int = 4000) -> Comparison:
-    """Compare two runs' per-video `correct` (indexed alike, e.g. (split, video)) on their common videos."""
-    common = a.index.intersection(b.index)
-    if not len(common):
+    """Compare two runs' per-video `correct` (indexed alike, e.g. (split, video)) on their common
+    videos. On 0/1 outcomes the sign test of paired_values is exactly McNemar's test."""
+    if not len(a.index.intersection(b.index)):
         raise ValueError(f"{name}: the two runs share no test videos")
-    x = a.loc[common, "correct"].to_numpy().astype(np.int8)
-    y = b.loc[common, "correct"].to_numpy().astype(np.int8)
-    d = (x - y).astype(np.float64)  # per video: +1, 0 or -1
+    return paired_values(name, a["correct"], b["correct"], seed, n_boot)
+
+
+def paired_values(name: str, x: pd.Series, y: pd.Series, seed: int = 0, n_boot: int = 2000) -> Comparison:
+    """Paired comparison of a per-video quantity in [0, 1] (correctness, IoU with the actor):
+    95% bootstrap interval of the mean difference and a sign test (wins vs losses), x100."""
+    common = x.index.intersection(y.index)
+    a, b = x.loc[common].to_numpy(float), y.loc[common].to_numpy(float)
+    d = a - b
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     for i in range(0, n_boot, 500):  # chunks keep memory at 500 x n
         idx = rng.integers(0, len(d), size=(min(500, n_boot - i), len(d)))
         means[i:i + len(idx)] = d[idx].mean(1)
     lo, hi = np.quantile(means, [0.025, 0.975])
-    bb, cc = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
-    return Comparison(name, 100 * x.mean(), 100 * y.mean(), 100 * lo, 100 * hi, bb, cc, len(d), _mcnemar_p(bb, cc))
-
-
-def paired_values(name: str, x: pd.Series, y: pd.Series, seed: int = 0, n_boot: int = 2000) -> Comparison:
-    """Paired comparison of a per-video quantity in [0, 1] (e.g. IoU with the actor): 95%
-    bootstrap interval of the mean difference and a sign test (wins vs losses), x100."""
-    common = x.index.intersection(y.index)
-    a, b = x.loc[common].to_numpy(float), y.loc[common].to_numpy(float)
-    d = a - b
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
-    lo, hi = np.quantile(d[idx].mean(1), [0.025, 0.975])
     wins, losses = int((d > 0).sum()), int((d < 0).sum())
     return Comparison(name, 100 * a.mean(), 100 * b.mean(), 100 * lo, 100 * hi, wins, losses, len(d),
-                      _mcnemar_p(wins, losses))
+                      mcnemar_p(wins, losses))
 
 
 def holm(comparisons: list[Comparison]) -> None:

@@ -59,11 +59,14 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float | i
         raise ValueError(f"paired test needs the same videos: {a.size} vs {bb.size} outcomes")
     b = int(((a == 1) & (bb == 0)).sum())
     c = int(((a == 0) & (bb == 1)).sum())
+    return {"b": b, "c": c, "n": int(a.size), "p": mcnemar_p(b, c)}
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar (= sign test) p-value from the discordant counts b and c."""
     m = b + c
     if m == 0:
-        p = 1.0
-    else:
-        tail = sum(comb(m, i) for i in range(min(b, c) + 1))
-        # int / int true division is correctly rounded in Python, even for 2**m beyond float range.
-        p = min(1.0, 2 * tail / 2**m)
-    return {"b": b, "c": c, "n": int(a.size), "p": p}
+        return 1.0
+    tail = sum(comb(m, i) for i in range(min(b, c) + 1))
+    # int / int true division is correctly rounded in Python, even for 2**m beyond float range.
+    return min(1.0, 2 * tail / 2**m)
