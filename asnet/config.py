@@ -111,6 +111,8 @@ class SPAConfig:
     update_every: int = 1
     state: str = "paper"
     state_stride: int = 1
+    # Pixels of SPA's own crops (scene and patches); None = input.size, the paper.
+    state_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -187,25 +187,27 @@ def flops_per_clip(cfg: Config, classes: int) -> dict[str, float]:
     the per-clip FLOPs of each case: training ~ 3x forward (forward + backward of input and weights).
 
     ASNet training: 2 streams x 3 F + the episode's 1 scene + (train_steps + 1) patch forwards.
-    ASNet inference: 2 streams + 1 scene + (test_steps + 1) patch forwards. Heads, SPA's MLP,
-    BatchNorm and pooling are ignored (< 1 % here). With spa.state_stride k the episode's
-    forwards see ceil(T / k) frames (counted on that clip length).
+    ASNet inference: 2 streams + 1 scene + test_steps patch forwards (the last box is embedded
+    by the saliency stream only). Heads, SPA's MLP, BatchNorm and pooling are ignored (< 1 %
+    here). The episode's forwards are counted on what SPA sees: ceil(T / spa.state_stride)
+    frames of spa.state_size pixels.
     """
     t, s = cfg.input.clip_len, cfg.input.size
-    t_spa = -(-t // cfg.spa.state_stride)
+    t_spa, s_spa = -(-t // cfg.spa.state_stride), cfg.spa.state_size or s
     with torch.device("meta"):
         model = build_model(cfg.model, classes, 1)
         clip = torch.empty(1, 3, t, s, s)
-        spa_clip = torch.empty(1, 3, t_spa, s, s)
+        spa_clip = torch.empty(1, 3, t_spa, s_spa, s_spa)
     f = float(count_flops(FeaturesModule(model), (clip,)))
-    f_spa = f if t_spa == t else float(count_flops(FeaturesModule(model), (spa_clip,)))
+    f_spa = f if (t_spa, s_spa) == (t, s) else float(count_flops(FeaturesModule(model), (spa_clip,)))
     return {
         "forward": f,
+        "forward_spa": f_spa,
         "train_plain": 3 * f,
         "train_single": 3 * f,
         "train_asnet": 6 * f + (1 + cfg.spa.train_steps + 1) * f_spa,
         "infer_single": f,
-        "infer_asnet": 2 * f + (1 + cfg.spa.test_steps + 1) * f_spa,
+        "infer_asnet": 2 * f + (1 + cfg.spa.test_steps) * f_spa,
     }
 
 
@@ -354,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
           f"runtime: device={rt.device.type} amp={rt.amp_dtype} channels_last={rt.channels_last}")
     print(f"model {cfg.model.arch}-{cfg.model.depth} width {cfg.model.width}, clip {t}x{s}x{s} from frames {h}x{w}, "
           f"batch {b}, classes {classes}, SPA train_steps {cfg.spa.train_steps} test_steps {cfg.spa.test_steps} "
-          f"(ppo_epochs {cfg.spa.ppo_epochs}, minibatch {cfg.spa.minibatch}, init_box {cfg.spa.init_box})")
-    print(f"backbone forward: {flops['forward'] / 1e9:.3f} GFLOP per clip (count_flops, multiply-add = 2)")
+          f"(ppo_epochs {cfg.spa.ppo_epochs}, minibatch {cfg.spa.minibatch}, init_box {cfg.spa.init_box}, "
+          f"state_stride {cfg.spa.state_stride}, state_size {cfg.spa.state_size or s})")
+    print(f"backbone forward: {flops['forward'] / 1e9:.3f} GFLOP per clip, {flops['forward_spa'] / 1e9:.3f} "
+          "per SPA rollout forward (count_flops, multiply-add = 2)")
 
     peaks: dict[str, float] = {}
     for name in [c for c in MEMORY_ORDER if c in cases]:

@@ -1,4 +1,4 @@
-"""SPA episodes: shapes, and the opt-in temporal stride of the rollout forwards."""
+"""SPA episodes: shapes, the forwards they cost, and the opt-in cheaper rollout forwards."""
 
 from __future__ import annotations
 
@@ -13,28 +13,40 @@ from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import run_episode, state_dim
 
 
-def _episode(stride: int) -> tuple[object, list[int]]:
-    cfg = load_config(overrides=["preset=tiny", f"spa.state_stride={stride}"])
+def _episode(stride: int, size: int | None = None, labels: bool = True) -> tuple[object, list[tuple[int, ...]]]:
+    cfg = load_config(overrides=["preset=tiny", f"spa.state_stride={stride}", f"spa.state_size={size or 'null'}"])
     torch.manual_seed(0)
     model = build_model(cfg.model, 3, streams=2).eval()
     agent = ActorCritic(state_dim(model.feature_dim, 3), cfg.spa.actions, cfg.spa.hidden)
-    frames_seen: list[int] = []
-    model.backbone.conv1.register_forward_pre_hook(lambda _m, args: frames_seen.append(args[0].shape[2]))
+    seen: list[tuple[int, ...]] = []  # (T, H, W) of every backbone forward
+    model.backbone.conv1.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[2:])))
     clips = torch.randint(0, 255, (2, 8, 40, 60, 3), dtype=torch.uint8)  # (B, T, H, W, 3)
     hs, ws = torch.full((2,), 40), torch.full((2,), 60)
-    spa = dataclasses.replace(cfg.spa, state_stride=stride)
-    ep = run_episode(model, agent, clips, hs, ws, torch.tensor([0, 2]), spa, dataclasses.replace(cfg.input, clip_len=8),
-                     steps=3, deterministic=False, autocast=nullcontext)
-    return ep, frames_seen
+    ep = run_episode(model, agent, clips, hs, ws, torch.tensor([0, 2]) if labels else None, cfg.spa,
+                     dataclasses.replace(cfg.input, clip_len=8), steps=3, deterministic=not labels, autocast=nullcontext)
+    return ep, seen
 
 
 def test_episode_shapes_and_full_clip_by_default() -> None:
-    ep, frames = _episode(1)
+    ep, seen = _episode(1)
+    s = load_config(overrides=["preset=tiny"]).input.size
     assert ep.boxes.shape == (4, 2, 4) and ep.rewards.shape == (3, 2) and ep.states.shape[:2] == (3, 2)
-    assert frames == [8] * 5  # scene + initial box + 3 steps, every frame
+    assert seen == [(8, s, s)] * 5  # scene + initial box + 3 steps, every frame, at the input size
+
+
+def test_inference_skips_the_last_boxs_forward() -> None:
+    ep, seen = _episode(1, labels=False)
+    assert ep.rewards is None and ep.boxes.shape == (4, 2, 4)
+    assert len(seen) == 4  # scene + initial box + 2 steps: the 3rd box needs no state or reward
 
 
 def test_state_stride_subsamples_the_rollout_forwards_only() -> None:
-    ep, frames = _episode(4)
-    assert frames == [2] * 5  # frames 0 and 4 of 8
+    ep, seen = _episode(4)
+    assert [t for t, _, _ in seen] == [2] * 5  # frames 0 and 4 of 8
     assert ep.final_boxes.shape == (2, 4)  # a spatial box, applied to the full clip by the caller
+
+
+def test_state_size_shrinks_the_rollout_forwards_only() -> None:
+    ep, seen = _episode(2, size=16)
+    assert seen == [(4, 16, 16)] * 5
+    assert ep.rewards is not None and torch.isfinite(ep.rewards).all()

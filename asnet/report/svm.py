@@ -52,7 +52,7 @@ def video_features(
         n = clips.shape[0]
         hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
         episode = run_episode(m_asnet, agent, clips, hs, ws, None, cfg_a.spa, inp, cfg_a.spa.test_steps,
-                              deterministic=True, autocast=rt.autocast)
+                              deterministic=True, autocast=rt.autocast, to_input=rt.to_input)
         x_c = crop_resize(clips, centre_crop_boxes(hs, ws), inp.size, inp.mean, inp.std, hs, ws)
         x_s = crop_resize(clips, episode.final_boxes, inp.size, inp.mean, inp.std, hs, ws)
         for name, model in (("single", m_single), ("asnet", m_asnet)):

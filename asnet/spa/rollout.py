@@ -57,22 +57,29 @@ def run_episode(
     inp: InputConfig,
     steps: int,
     deterministic: bool,
-    autocast: Callable[[], AbstractContextManager] ,
+    autocast: Callable[[], AbstractContextManager],
+    to_input: Callable[[Tensor], Tensor] | None = None,
 ) -> Episode:
     """Place SPA's box `steps` times on each clip of the batch; the CNN is not updated.
 
     clips: uint8 (B, T, H, W, 3) at stored resolution, cropped from it at every step
     (the paper crops the ORIGINAL-resolution clip, then resizes to the input size).
+    `to_input` moves a crop batch to the device in the model's memory format (Runtime.to_input);
+    without it, crops only move to the model's device.
     """
     device = next(model.parameters()).device
+    prepare = to_input or (lambda x: x.to(device))
     # spa.state_stride > 1 computes SPA's states and rewards on every k-th frame: k times
     # fewer FLOPs for the T + 2 rollout forwards (an approximation of the paper, opt-in);
     # the box it finds is spatial, so the saliency stream still crops the full clip.
     if spa.state_stride > 1:
         clips = clips[:, :: spa.state_stride]  # (B, ceil(T / k), H, W, 3)
+    # spa.state_size < input.size (opt-in) resizes SPA's crops smaller: (S / s)^2 times fewer
+    # FLOPs per rollout forward; the saliency stream still gets the box at input.size.
+    size = spa.state_size or inp.size
 
     def embed(boxes: Tensor) -> Tensor:
-        x = crop_resize(clips, boxes, inp.size, inp.mean, inp.std, heights, widths).to(device)
+        x = prepare(crop_resize(clips, boxes, size, inp.mean, inp.std, heights, widths))
         with autocast():
             return model.features(x).float()  # (B, D)
 
@@ -84,9 +91,9 @@ def run_episode(
         return model.head(g, p).float()  # (B, C)
 
     n = clips.shape[0]
-    scene = crop_resize(clips, full_frame_boxes(heights, widths), inp.size, inp.mean, inp.std, heights, widths)
+    scene = crop_resize(clips, full_frame_boxes(heights, widths), size, inp.mean, inp.std, heights, widths)
     with autocast():
-        fmap = model.backbone.feature_map(scene.to(device)).float()  # (B, D, T', H', W'), computed once
+        fmap = model.backbone.feature_map(prepare(scene)).float()  # (B, D, T', H', W'), computed once
     s_g = F.adaptive_avg_pool3d(fmap, 1).flatten(1)  # (B, D): the whole scene, as in the paper
     s_map = F.adaptive_avg_pool3d(fmap, SPATIAL_GRID).flatten(1)  # (B, D * cells), "spatial" state only
     box = initial_boxes(n, spa.init_box, heights, widths)
@@ -95,13 +102,16 @@ def run_episode(
     loss = F.cross_entropy(s_l, labels.to(device), reduction="none") if labels is not None else None
 
     states, acts, logps, vals, rews, boxes, losses = [], [], [], [], [], [box], [loss]
-    for _ in range(steps):
+    for step in range(steps):
         parts = [s_g, s_p, s_l] + ([s_map, where(box)] if spa.state == "spatial" else [])
         state = torch.cat(parts, dim=1)  # (B, 2D + C [+ D * cells + 4])
         action, log_prob, value = agent.act(state, deterministic)
         box = actions_to_boxes(action.cpu(), heights, widths, spa.init_box)
-        s_p = embed(box)
-        s_l = logits_of(s_g, s_p)
+        if labels is not None or step < steps - 1:
+            # Without labels the last box needs no state and no reward: one forward saved
+            # (at inference the saliency stream embeds that box anyway).
+            s_p = embed(box)
+            s_l = logits_of(s_g, s_p)
         states.append(state)
         acts.append(action)
         logps.append(log_prob)

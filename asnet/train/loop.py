@@ -133,7 +133,7 @@ def stream_inputs(
         parts.model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
             parts.model, parts.agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
-            steps, deterministic=not train, autocast=rt.autocast,
+            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input,
         )
         parts.model.train(was_training)
         sal = episode.final_boxes
