@@ -111,8 +111,12 @@ class SPAConfig:
     update_every: int = 1
     state: str = "paper"
     state_stride: int = 1
-    # Pixels of SPA's own crops (scene and patches); None = input.size, the paper.
-    state_size: int | None = None
+    # SPA's own crops (scene and patches) at this fraction of input.size; 1 = the paper.
+    state_scale: float = 1.0
+
+    def state_size(self, input_size: int) -> int:
+        """Pixels of SPA's crops for a network input of `input_size` pixels."""
+        return max(1, round(input_size * self.state_scale))
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,12 @@ class ReportConfig:
     """What the report stage tabulates: Table 2's backbone rows (each trains 3 models)."""
 
     table2_backbones: tuple[str, ...] = TABLE2_BACKBONES
+
+
+# The config sections that decide what a training run learns (given its dataset): what
+# the train rule's params digest and what resuming a run compares. The rest (datasets,
+# splits, variants, eval, report, preset) says which runs exist and how they are reported.
+TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa")
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,7 @@ def validate(data: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not errors:
+        _check_relations(data)
         return
     lines = []
     for err in errors[:10]:
@@ -249,6 +260,20 @@ def validate(data: dict[str, Any]) -> None:
     raise ConfigError(
         "invalid configuration (see workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(lines)
     )
+
+
+MIN_STATE_SIZE = 8  # below this a 3D ResNet's feature map of SPA's crops is all padding
+
+
+def _check_relations(data: dict[str, Any]) -> None:
+    """Constraints between keys that a JSON schema cannot state."""
+    size = data.get("input", {}).get("size")
+    scale = data.get("spa", {}).get("state_scale", 1.0)
+    if size is not None and round(size * scale) < MIN_STATE_SIZE:
+        raise ConfigError(
+            f"spa.state_scale: {scale} x input.size {size} = {round(size * scale)} pixels for SPA's crops; "
+            f"raise spa.state_scale to at least {MIN_STATE_SIZE / size:.2f}"
+        )
 
 
 def from_dict(data: dict[str, Any]) -> Config:

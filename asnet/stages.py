@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from asnet import paths
-from asnet.config import REPO_ROOT, Config, ConfigError, DatasetConfig, with_overrides
+from asnet.config import REPO_ROOT, TRAINING_SECTIONS, Config, ConfigError, DatasetConfig, with_overrides
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     from asnet.variants import get_variant
 
     c = with_overrides(cfg, get_variant(variant).overrides).to_dict()
-    keep = {k: c[k] for k in ("seed", "frames", "model", "input", "train", "spa")}
+    keep = {k: c[k] for k in TRAINING_SECTIONS}
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
     for section, key in _LAUNCH_ONLY:
         keep[section].pop(key, None)

@@ -49,8 +49,7 @@ from torch import nn
 
 from asnet.config import Config, load_config
 from asnet.device import Runtime, select_runtime, set_threads
-from asnet.models import build_model
-from asnet.report.flops import FeaturesModule, count_flops
+from asnet.report.flops import count_flops, model_cost
 from asnet.spa.rollout import ppo_update
 from asnet.train.loop import Parts, build_parts, cnn_step, stream_inputs
 from asnet.variants import Variant, get_variant
@@ -183,31 +182,19 @@ def infer_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: 
 
 
 def flops_per_clip(cfg: Config, classes: int) -> dict[str, float]:
-    """Forward FLOPs (torch convention, multiply-add = 2) of one backbone pass on one clip, and
-    the per-clip FLOPs of each case: training ~ 3x forward (forward + backward of input and weights).
-
-    ASNet training: 2 streams x 3 F + the episode's 1 scene + (train_steps + 1) patch forwards.
-    ASNet inference: 2 streams + 1 scene + test_steps patch forwards (the last box is embedded
-    by the saliency stream only). Heads, SPA's MLP, BatchNorm and pooling are ignored (< 1 %
-    here). The episode's forwards are counted on what SPA sees: ceil(T / spa.state_stride)
-    frames of spa.state_size pixels.
-    """
-    t, s = cfg.input.clip_len, cfg.input.size
-    t_spa, s_spa = -(-t // cfg.spa.state_stride), cfg.spa.state_size or s
-    with torch.device("meta"):
-        model = build_model(cfg.model, classes, 1)
-        clip = torch.empty(1, 3, t, s, s)
-        spa_clip = torch.empty(1, 3, t_spa, s_spa, s_spa)
-    f = float(count_flops(FeaturesModule(model), (clip,)))
-    f_spa = f if (t_spa, s_spa) == (t, s) else float(count_flops(FeaturesModule(model), (spa_clip,)))
+    """FLOPs (torch convention, multiply-add = 2) per clip of each case, from the package's
+    own accounting (asnet.report.flops.model_cost): one backbone forward, one of SPA's
+    rollout forwards, training steps at ~3x forward per stream plus SPA's episode, inference
+    with SPA's test-time forwards."""
+    single, asnet = model_cost(cfg, classes, "single"), model_cost(cfg, classes, "asnet")
     return {
-        "forward": f,
-        "forward_spa": f_spa,
-        "train_plain": 3 * f,
-        "train_single": 3 * f,
-        "train_asnet": 6 * f + (1 + cfg.spa.train_steps + 1) * f_spa,
-        "infer_single": f,
-        "infer_asnet": 2 * f + (1 + cfg.spa.test_steps) * f_spa,
+        "forward": single["gflops_backbone_forward"] * 1e9,
+        "forward_spa": asnet["gflops_spa_forward"] * 1e9,
+        "train_plain": single["gflops_train_step"] * 1e9,
+        "train_single": single["gflops_train_step"] * 1e9,
+        "train_asnet": asnet["gflops_train_step"] * 1e9,
+        "infer_single": single["gflops_per_view"] * 1e9,
+        "infer_asnet": asnet["gflops_per_view"] * 1e9,
     }
 
 
@@ -357,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {cfg.model.arch}-{cfg.model.depth} width {cfg.model.width}, clip {t}x{s}x{s} from frames {h}x{w}, "
           f"batch {b}, classes {classes}, SPA train_steps {cfg.spa.train_steps} test_steps {cfg.spa.test_steps} "
           f"(ppo_epochs {cfg.spa.ppo_epochs}, minibatch {cfg.spa.minibatch}, init_box {cfg.spa.init_box}, "
-          f"state_stride {cfg.spa.state_stride}, state_size {cfg.spa.state_size or s})")
+          f"state_stride {cfg.spa.state_stride}, state_scale {cfg.spa.state_scale})")
     print(f"backbone forward: {flops['forward'] / 1e9:.3f} GFLOP per clip, {flops['forward_spa'] / 1e9:.3f} "
           "per SPA rollout forward (count_flops, multiply-add = 2)")
 

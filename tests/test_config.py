@@ -27,6 +27,8 @@ def test_overrides_are_yaml_not_eval():
         ("train.epoch=3", "train"),  # misspelt key
         ("splits=[4]", "splits.0"),
         ("variants=[nope]", "variants.0"),
+        ("spa.state_scale=1.5", "spa.state_scale"),
+        ("spa.state_scale=0.01", "spa.state_scale"),  # 1 pixel: caught by the cross-key check
     ],
 )
 def test_bad_values_name_the_key(override, key):

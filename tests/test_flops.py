@@ -64,10 +64,14 @@ def test_model_cost_orders_variants_and_counts_forwards() -> None:
     siamese = model_cost(cfg, 3, "siamese_center")
     asnet = model_cost(cfg, 3, "asnet", views=4)
     assert single["backbone_forwards"] == 1 and siamese["backbone_forwards"] == 2
-    # context + saliency + SPA: 1 global + (test_steps + 1) patches
-    assert asnet["backbone_forwards"] == 2 + 1 + cfg.spa.test_steps + 1
+    # context + saliency + SPA: 1 scene + test_steps patches (the last box only feeds the saliency stream)
+    assert asnet["backbone_forwards"] == 2 + 1 + cfg.spa.test_steps
     assert single["gmacs_per_view"] < siamese["gmacs_per_view"] < asnet["gmacs_per_view"]
-    assert asnet["gmacs_per_view"] == pytest.approx(6 * single["gmacs_backbone_forward"], rel=1e-2)
+    assert asnet["gmacs_per_view"] == pytest.approx(5 * single["gmacs_backbone_forward"], rel=1e-2)
+    # training: 3 forwards per stream + scene + (train_steps + 1) patches
+    fwd = single["gflops_backbone_forward"]
+    assert single["gflops_train_step"] == pytest.approx(3 * fwd, rel=1e-2)
+    assert asnet["gflops_train_step"] == pytest.approx((6 + 1 + cfg.spa.train_steps + 1) * fwd, rel=1e-2)
     assert asnet["gmacs_total"] == pytest.approx(4 * asnet["gmacs_per_view"])
     assert asnet["gflops_per_view"] == pytest.approx(2 * asnet["gmacs_per_view"])
     assert single["spa_params"] == 0 and asnet["spa_params"] > 0
@@ -75,6 +79,16 @@ def test_model_cost_orders_variants_and_counts_forwards() -> None:
     # concat head: Linear(2D, C) vs Linear(D, C)
     dim = (single["head_params"] - 3) // 3
     assert asnet["head_params"] - single["head_params"] == dim * 3
+
+
+def test_cheaper_spa_forwards_are_counted_on_what_spa_sees() -> None:
+    cfg = load_config(overrides=["preset=tiny", "input.clip_len=8", "spa.state_stride=2", "spa.state_scale=0.5"])
+    full = model_cost(load_config(overrides=["preset=tiny", "input.clip_len=8"]), 3, "asnet")
+    cheap = model_cost(cfg, 3, "asnet")
+    assert cheap["spa_clip"] == "4x16x16" and full["spa_clip"] == "8x32x32"
+    # a conv net's FLOPs scale with T x H x W: 1/2 x 1/4 (up to padding at these tiny sizes)
+    assert cheap["gflops_spa_forward"] == pytest.approx(full["gflops_spa_forward"] / 8, rel=0.35)
+    assert cheap["gmacs_context"] == full["gmacs_context"] and cheap["gmacs_per_view"] < full["gmacs_per_view"]
 
 
 def test_actor_critic_closed_form_and_inverse() -> None:

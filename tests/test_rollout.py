@@ -13,8 +13,8 @@ from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import run_episode, state_dim
 
 
-def _episode(stride: int, size: int | None = None, labels: bool = True) -> tuple[object, list[tuple[int, ...]]]:
-    cfg = load_config(overrides=["preset=tiny", f"spa.state_stride={stride}", f"spa.state_size={size or 'null'}"])
+def _episode(stride: int, scale: float = 1.0, labels: bool = True) -> tuple[object, list[tuple[int, ...]]]:
+    cfg = load_config(overrides=["preset=tiny", f"spa.state_stride={stride}", f"spa.state_scale={scale}"])
     torch.manual_seed(0)
     model = build_model(cfg.model, 3, streams=2).eval()
     agent = ActorCritic(state_dim(model.feature_dim, 3), cfg.spa.actions, cfg.spa.hidden)
@@ -46,7 +46,7 @@ def test_state_stride_subsamples_the_rollout_forwards_only() -> None:
     assert ep.final_boxes.shape == (2, 4)  # a spatial box, applied to the full clip by the caller
 
 
-def test_state_size_shrinks_the_rollout_forwards_only() -> None:
-    ep, seen = _episode(2, size=16)
-    assert seen == [(4, 16, 16)] * 5
+def test_state_scale_shrinks_the_rollout_forwards_only() -> None:
+    ep, seen = _episode(2, scale=0.5)
+    assert seen == [(4, 16, 16)] * 5  # tiny preset: input.size 32
     assert ep.rewards is not None and torch.isfinite(ep.rewards).all()

@@ -84,3 +84,8 @@ def test_resume_refuses_a_different_configuration(in_tiny_workdir: Path) -> None
     other = load_config(overrides=["preset=tiny", "train.epochs=2", "model.width=16"])
     with pytest.raises(ValueError, match=r"different configuration \(model.width\)"):
         train_run(other, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
+    # What says which runs exist (variants, splits, tables) does not block resuming this one.
+    more = load_config(overrides=["preset=tiny", "train.epochs=1", "splits=[1,2]", "variants=[single,asnet]",
+                                  "report.table2_backbones=[resnet18]"])
+    train_run(more, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
+    assert (out / "model.pt").exists()

@@ -75,30 +75,37 @@ class FeaturesModule(nn.Module):
         return self.model.features(x)
 
 
+def spa_clip_shape(cfg: Config) -> tuple[int, int]:
+    """(frames, pixels) of the clips SPA's own forwards see: every spa.state_stride-th frame,
+    resized to input.size * spa.state_scale (the paper: the whole clip at input.size)."""
+    t = -(-cfg.input.clip_len // cfg.spa.state_stride)
+    return t, cfg.spa.state_size(cfg.input.size)
+
+
 def model_cost(cfg: Config, num_classes: int, variant: str, views: int = 1) -> dict[str, Any]:
-    """Parameters and per-view inference cost of `variant` for one clip of
-    ``cfg.input.clip_len x cfg.input.size^2``.
+    """Parameters, per-view inference cost and per-clip training cost of `variant` for clips
+    of ``cfg.input.clip_len x cfg.input.size^2``, counting the forwards our code runs:
 
-    Every backbone forward sees the same input size (SPA's scene and patches are resized to
-    ``size x size``), so the backbone is counted once and multiplied by the number of forwards:
-
-    * single stream: 1 (context).
-    * two streams (siamese_center, asnet): context + saliency = 2.
-    * asnet additionally runs SPA at test time: 1 global (whole scene) + ``test_steps + 1``
-      patch forwards (the initial top-left box, then one per step), plus ``test_steps + 1``
-      head evaluations for the state's logits and ``test_steps`` agent forwards. Our
-      evaluation then re-embeds the final patch in the two-stream forward, so
-      ``backbone_forwards`` counts it; ``gmacs_per_view_min`` is the cost if that last
-      patch embedding were reused (one backbone forward fewer).
+    * single stream: 1 backbone forward (context); two streams (siamese_center, asnet): 2.
+    * asnet also runs SPA at test time: 1 scene + ``test_steps`` patch forwards (the initial
+      box, then every box but the last: the last one only feeds the saliency stream),
+      ``test_steps`` head evaluations for the state's logits and ``test_steps`` agent
+      forwards. SPA's forwards see :func:`spa_clip_shape` clips (cheaper with
+      spa.state_stride / spa.state_scale).
+    * training (``gflops_train_step``, per clip): forward + backward ~ 3 forwards per stream,
+      plus, for asnet, the episode's 1 scene + ``train_steps + 1`` patch forwards (every box
+      is scored for its reward). The PPO update of the small MLP is not counted.
 
     Models are built on the ``meta`` device (no memory, fast). Keys ending in ``_params`` are
     parameter counts; ``gflops_*`` follow torch (2 per multiply-add), ``gmacs_*`` the papers.
     """
     v = get_variant(variant)
     t, s = cfg.input.clip_len, cfg.input.size
+    t_spa, s_spa = spa_clip_shape(cfg)
     with torch.device("meta"):
         model = build_model(cfg.model, num_classes, v.streams)
         clip = torch.empty(1, 3, t, s, s)
+        spa_clip = torch.empty(1, 3, t_spa, s_spa, s_spa)
         feat = torch.empty(1, model.feature_dim)
     agent = None
     if v.saliency == "spa":
@@ -108,37 +115,38 @@ def model_cost(cfg: Config, num_classes: int, variant: str, views: int = 1) -> d
                             cfg.spa.hidden)
     backbone_flops = count_flops(FeaturesModule(model.backbone), (clip,))
     head_flops = count_flops(model.head, (feat, feat) if v.streams == 2 else (feat,))
-
-    n_backbone = v.streams
-    agent_flops = 0
-    spa_head_flops = 0
+    spa_forward_flops = 0
+    rollout = train_rollout = 0
     if agent is not None:
-        steps = cfg.spa.test_steps
-        n_backbone += 1 + (steps + 1)  # global scene + initial patch + one patch per step
-        spa_head_flops = (steps + 1) * head_flops  # s_l = C(G(s_g, s_p)) after every patch
+        spa_forward_flops = (backbone_flops if (t_spa, s_spa) == (t, s)
+                             else count_flops(FeaturesModule(model.backbone), (spa_clip,)))
         state = torch.zeros(1, agent.trunk[0].in_features)
-        agent_flops = steps * count_flops(agent, (state,))
+        per_step = spa_forward_flops + head_flops + count_flops(agent, (state,))
+        rollout = spa_forward_flops + cfg.spa.test_steps * per_step  # scene + test_steps patches
+        # training: scene + initial patch (+ its logits) + train_steps x (agent, patch, logits)
+        train_rollout = 2 * spa_forward_flops + head_flops + cfg.spa.train_steps * per_step
 
-    per_view = n_backbone * backbone_flops + head_flops + spa_head_flops + agent_flops
-    per_view_min = per_view - (backbone_flops if agent is not None else 0)
+    per_view = v.streams * backbone_flops + head_flops + rollout
     out: dict[str, Any] = {
         "variant": variant,
         "arch": f"{cfg.model.arch}-{cfg.model.depth}",
         "clip": f"{t}x{s}x{s}",
+        "spa_clip": f"{t_spa}x{s_spa}x{s_spa}" if agent is not None else "",
         "num_classes": num_classes,
         "backbone_params": n_params(model.backbone),  # without its (unused) Kinetics fc
         "head_params": n_params(model.head),
         "spa_params": n_params(agent),
-        "backbone_forwards": n_backbone,
+        "backbone_forwards": v.streams + (1 + cfg.spa.test_steps if agent is not None else 0),
         "gflops_backbone_forward": backbone_flops / 1e9,
+        "gflops_spa_forward": spa_forward_flops / 1e9,
         "gflops_per_view": per_view / 1e9,
+        "gflops_train_step": (3 * (v.streams * backbone_flops + head_flops) + train_rollout) / 1e9,
         "gmacs_backbone_forward": gmacs(backbone_flops),
         "gmacs_context": gmacs(backbone_flops),
         "gmacs_saliency": gmacs(backbone_flops) if v.streams == 2 else 0.0,
-        "gmacs_spa_rollout": gmacs((n_backbone - v.streams) * backbone_flops + spa_head_flops + agent_flops),
+        "gmacs_spa_rollout": gmacs(rollout),
         "gmacs_head": gmacs(head_flops),
         "gmacs_per_view": gmacs(per_view),
-        "gmacs_per_view_min": gmacs(per_view_min),
         "views": views,
         "gmacs_total": gmacs(per_view) * views,
     }

@@ -74,9 +74,9 @@ def run_episode(
     # the box it finds is spatial, so the saliency stream still crops the full clip.
     if spa.state_stride > 1:
         clips = clips[:, :: spa.state_stride]  # (B, ceil(T / k), H, W, 3)
-    # spa.state_size < input.size (opt-in) resizes SPA's crops smaller: (S / s)^2 times fewer
-    # FLOPs per rollout forward; the saliency stream still gets the box at input.size.
-    size = spa.state_size or inp.size
+    # spa.state_scale < 1 (opt-in) resizes SPA's crops smaller: 1 / scale^2 times fewer FLOPs
+    # per rollout forward; the saliency stream still gets the box at input.size.
+    size = spa.state_size(inp.size)
 
     def embed(boxes: Tensor) -> Tensor:
         x = prepare(crop_resize(clips, boxes, size, inp.mean, inp.std, heights, widths))

@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from asnet.config import Config, from_dict
+from asnet.config import TRAINING_SECTIONS, Config, from_dict
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
@@ -223,8 +223,14 @@ def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
 
 
 def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    """Refuse to resume a run whose saved config differs in anything that shapes training."""
-    diffs = [".".join(map(str, d)) for d in _diff_keys(saved, cfg.to_dict()) if d not in _RESUME_FREE]
+    """Refuse to resume a run whose saved config differs in anything that shapes training.
+
+    Only TRAINING_SECTIONS count: adding a dataset, a split, a variant or a table to the
+    config must not stop an interrupted run of another one from resuming."""
+    now = cfg.to_dict()
+    old = {k: saved.get(k) for k in TRAINING_SECTIONS}
+    new = {k: now.get(k) for k in TRAINING_SECTIONS}
+    diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in _RESUME_FREE]
     if diffs:
         raise ValueError(
             f"{path} was written by a run with a different configuration ({', '.join(diffs[:8])}); "
