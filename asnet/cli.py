@@ -12,6 +12,7 @@
     asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
     asnet figure5                                # results/figure5.{pdf,png} (SPA boxes, Grad-CAM)
     asnet audit                                  # results/audit.{md,csv} (which claims reproduce)
+    asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 """
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("probes", "probes.tex", "learnability table of the synthetic set: results/probes.{tex,csv}"),
         ("figure4", "figure4.pdf", "SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}"),
         ("audit", "audit.md", "which of the paper's claims the runs reproduce: results/audit.{md,csv}"),
+        ("spa-cost", "spa_cost.tex", "accuracy and FLOPs of the cheaper SPA beside the paper's: results/spa_cost.{tex,csv}"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--out", type=Path, default=Path("results") / out)
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.table5(cfg, args.out, progress).to_string(index=False))
         elif args.command == "probes":
             print(stages.probes(cfg, args.out).to_string(index=False))
+        elif args.command == "spa-cost":
+            print(stages.spa_cost(cfg, args.out).to_string(index=False))
         elif args.command == "audit":
             print(stages.audit(cfg, args.out).to_string(index=False))
         elif args.command == "figure4":

@@ -341,6 +341,30 @@ def experiment_runs(cfg: Config, table: str) -> list[dict]:
     return out
 
 
+def spa_cost_runs(cfg: Config) -> list[dict]:
+    """Rows of results/spa_cost: single stream, the paper's SPA and the cheaper SPA, per
+    configured dataset on its first split, with the metrics.json each reads."""
+    from asnet.variants import SPA_COST_VARIANTS
+
+    split = cfg.splits[0]
+    return [{"dataset": d.name, "variant": v, "run": run_variant(cfg, v),
+             "metrics": paths.eval_dir(d.name, split, run_variant(cfg, v)) / "metrics.json"}
+            for d in cfg.datasets for v in SPA_COST_VARIANTS]
+
+
+def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.DataFrame:
+    """results/spa_cost.{tex,csv}: accuracy and FLOPs of the cheaper SPA beside the paper's."""
+    from asnet.report.flops import model_cost
+    from asnet.report.spa_cost import write_spa_cost
+
+    rows = spa_cost_runs(cfg)
+    for r in rows:
+        num_classes = int(pd.read_csv(paths.manifest(r["dataset"], cfg.splits[0]))["label"].max()) + 1
+        r["cost"] = model_cost(cfg, num_classes, r["variant"])
+        r["single_cost"] = model_cost(cfg, num_classes, "single")
+    return write_spa_cost(rows, out_tex)
+
+
 def experiment_inputs(cfg: Config, table: str) -> list[Path]:
     """Every metrics.json an experiment table reads (its rows' and their baselines')."""
     return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})

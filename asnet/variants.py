@@ -88,7 +88,13 @@ _TABLE2 = tuple(
     for b in _BASE[:3]
 )
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE2 + _TABLE3 + _TABLE4}
+# Not in the paper: ASNet with SPA's cheaper rollouts (half-size crops of every 2nd frame for
+# its states and rewards; about 8x fewer FLOPs per rollout forward), for results/spa_cost.
+SPA_COST_VARIANTS = ("single", "asnet", "asnet_fast_spa")
+_SPA_COST = (_asnet("asnet_fast_spa", "ASNet, SPA on 1/2-size crops of every 2nd frame",
+                    **{"spa.state_scale": 0.5, "spa.state_stride": 2}),)
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE2 + _TABLE3 + _TABLE4 + _SPA_COST}
 LABELS = {v.name: v.label for v in VARIANTS.values()}
 
 # The paper's experiment tables: rows (variant names) and, for the paper's value of a row,

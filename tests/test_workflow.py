@@ -104,3 +104,16 @@ def test_experiment_table_tiny(tmp_path: Path) -> None:
     ck = torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet_fusion_sum/model.pt", weights_only=True)
     assert ck["config"]["model"]["fusion"] == "sum"
     assert "Table 3: fusion of the two streams" in (tmp_path / "results/table3.tex").read_text()
+    # The cheaper SPA beside the paper's: only asnet_fast_spa is new (single and asnet exist).
+    proc = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+                             "results/spa_cost.tex", "--config", "preset=tiny"], REPO)
+    trained = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip() in ("rule train:", "localrule train:")]
+    assert len(trained) == 1, proc.stderr[-2000:]
+    cost = pd.read_csv(tmp_path / "results/spa_cost.csv").set_index("run")
+    assert list(cost.index) == ["single", "asnet", "asnet_fast_spa"]
+    assert cost.loc["single", "Train FLOPs (x single)"] == pytest.approx(1.0)
+    assert 1.0 < cost.loc["asnet_fast_spa", "Train FLOPs (x single)"] < cost.loc["asnet", "Train FLOPs (x single)"]
+    assert 0.0 <= cost.loc["asnet_fast_spa", "McNemar p vs paper's SPA"] <= 1.0
+    assert cost.loc["asnet_fast_spa", "SPA sees"] == "2x16x16" and cost.loc["asnet", "SPA sees"] == "4x32x32"
+    ck = torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet_fast_spa/model.pt", weights_only=True)
+    assert (ck["config"]["spa"]["state_scale"], ck["config"]["spa"]["state_stride"]) == (0.5, 2)

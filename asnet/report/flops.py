@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from asnet.config import Config, load_config
+from asnet.config import Config, load_config, with_overrides
 from asnet.models import build_model
 from asnet.models.asnet import FusionHead
 from asnet.models.resnet3d import BackboneSpec, build_backbone
@@ -100,6 +100,7 @@ def model_cost(cfg: Config, num_classes: int, variant: str, views: int = 1) -> d
     parameter counts; ``gflops_*`` follow torch (2 per multiply-add), ``gmacs_*`` the papers.
     """
     v = get_variant(variant)
+    cfg = with_overrides(cfg, v.overrides)  # e.g. asnet_fast_spa's cheaper SPA
     t, s = cfg.input.clip_len, cfg.input.size
     t_spa, s_spa = spa_clip_shape(cfg)
     with torch.device("meta"):

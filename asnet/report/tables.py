@@ -150,7 +150,8 @@ _TITLES = {
 _PAPER_DATASETS = {"ucf101": "Paper UCF-101", "hmdb51": "Paper HMDB-51"}
 
 
-def _predictions(metrics_json: Path) -> pd.DataFrame | None:
+def load_predictions(metrics_json: Path) -> pd.DataFrame | None:
+    """The per-video predictions.csv beside a metrics.json, indexed by video (None if absent)."""
     f = Path(metrics_json).parent / "predictions.csv"
     return pd.read_csv(f).set_index("video") if f.exists() else None
 
@@ -167,7 +168,7 @@ def write_experiment_table(table: str, rows: list[dict], out_tex: Path) -> pd.Da
         m = json.loads(Path(r["metrics"]).read_text())
         rec: dict = {"Dataset": r["dataset"], "Model": LABELS.get(r["variant"], r["variant"]),
                      "Top-1": 100 * m["top1"]}
-        pred, base = _predictions(r["metrics"]), _predictions(r["baseline"])
+        pred, base = load_predictions(r["metrics"]), load_predictions(r["baseline"])
         lo = hi = p_value = float("nan")
         if pred is not None and len(pred):
             lo, hi = bootstrap_ci(pred["correct"].to_numpy())

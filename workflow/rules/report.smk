@@ -86,6 +86,20 @@ rule audit:
         "../scripts/audit.py"
 
 
+# Not in the paper: the cheaper SPA (asnet_fast_spa) beside the paper's, accuracy and FLOPs.
+rule spa_cost:
+    input:
+        metrics=[str(r["metrics"]) for r in stages_spa_cost_runs(CFG)],
+        manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
+    output:
+        tex="results/spa_cost.tex",
+        csv="results/spa_cost.csv",
+    log:
+        "results/logs/spa_cost.log",
+    script:
+        "../scripts/spa_cost.py"
+
+
 # Every table and figure of the paper for the configured datasets.
 rule all_results:
     input:
@@ -98,6 +112,7 @@ rule all_results:
         "results/table5.tex",
         "results/figure4.pdf",
         "results/figure5.pdf",
+        "results/spa_cost.tex",
     output:
         touch("results/all"),
 
