@@ -49,6 +49,10 @@ def test_rows_equal_to_a_base_run_reuse_it() -> None:
     r = next(r for r in rows if r["variant"] == "resnet50_asnet" and r["dataset"] == "hmdb51")
     assert r["baseline"].parent.name == "resnet50_single" and r["paper_col"] == "top1_split1_resnet50_16f"
     assert len(experiment_runs(load_config(), "table2")) == 15
+    # The cheaper-SPA row is the asnet run when the configuration already plays the cheaper SPA.
+    assert run_variant(load_config(), "asnet_fast_spa") == "asnet_fast_spa"
+    cheap = load_config(overrides=["spa.state_scale=0.5", "spa.state_stride=2"])
+    assert run_variant(cheap, "asnet_fast_spa") == "asnet"
 
 
 def test_missing_kinetics_file_stops_before_any_job(tmp_path: Path) -> None:
