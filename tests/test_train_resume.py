@@ -3,6 +3,7 @@ run ends (same weights, same metrics); seeded CPU runs are identical."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -84,6 +85,12 @@ def test_resume_refuses_a_different_configuration(in_tiny_workdir: Path) -> None
     other = load_config(overrides=["preset=tiny", "train.epochs=2", "model.width=16"])
     with pytest.raises(ValueError, match=r"different configuration \(model.width\)"):
         train_run(other, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
+    # A dataset defined differently does, even with every training section equal.
+    regen = load_config(overrides=["preset=tiny", "train.epochs=1"])
+    regen = dataclasses.replace(regen, datasets=(dataclasses.replace(regen.datasets[0], synthetic={
+        **regen.datasets[0].synthetic, "seed": 99}),))
+    with pytest.raises(ValueError, match=r"different configuration \(datasets\[synthetic_tiny\]\.synthetic\.seed\)"):
+        train_run(regen, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
     # What says which runs exist (variants, splits, tables) does not block resuming this one.
     more = load_config(overrides=["preset=tiny", "train.epochs=1", "splits=[1,2]", "variants=[single,asnet]",
                                   "report.table2_backbones=[resnet18]"])

@@ -229,11 +229,16 @@ def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
 def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     """Refuse to resume a run whose saved config differs in anything that shapes training.
 
-    Only TRAINING_SECTIONS count: adding a dataset, a split, a variant or a table to the
+    TRAINING_SECTIONS count, and every dataset defined in both configs (the run's own among
+    them) must be defined alike; adding a dataset, a split, a variant or a table to the
     config must not stop an interrupted run of another one from resuming."""
     now = cfg.to_dict()
     old = {k: saved.get(k) for k in TRAINING_SECTIONS}
     new = {k: now.get(k) for k in TRAINING_SECTIONS}
+    old_ds = {d["name"]: d for d in saved.get("datasets", [])}
+    new_ds = {d["name"]: d for d in now["datasets"]}
+    for name in sorted(set(old_ds) & set(new_ds)):
+        old[f"datasets[{name}]"], new[f"datasets[{name}]"] = old_ds[name], new_ds[name]
     diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in _RESUME_FREE]
     if diffs:
         raise ValueError(
