@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from asnet.report.stats import bootstrap_ci, mcnemar
-from asnet.report.tables import load_predictions, to_latex
+from asnet.report.tables import interval_and_p, load_predictions, to_latex
 from asnet.variants import LABELS
 
 REFERENCE = "asnet"  # the paper's SPA: what the cheaper one is compared with
@@ -32,14 +31,9 @@ def spa_cost_frame(rows: list[dict]) -> pd.DataFrame:
         c, c1 = r["cost"], r["single_cost"]
         rec = {"Dataset": r["dataset"], "Model": LABELS.get(r["variant"], r["variant"]),
                "SPA sees": c["spa_clip"] or "--", "Top-1": 100 * m["top1"]}
-        lo = hi = p = float("nan")
-        pred = load_predictions(r["metrics"])
-        if pred is not None and len(pred):
-            lo, hi = bootstrap_ci(pred["correct"].to_numpy())
-            base = load_predictions(ref[r["dataset"]]) if r["dataset"] in ref else None
-            if base is not None and r["variant"] not in ("single", REFERENCE):
-                common = pred.index.intersection(base.index)
-                p = mcnemar(pred.loc[common, "correct"].to_numpy(), base.loc[common, "correct"].to_numpy())["p"]
+        paired = r["variant"] not in ("single", REFERENCE) and r["dataset"] in ref
+        lo, hi, p = interval_and_p(load_predictions(r["metrics"]),
+                                   load_predictions(ref[r["dataset"]]) if paired else None)
         rec.update({"CI low": 100 * lo, "CI high": 100 * hi, "McNemar p vs paper's SPA": p,
                     "SPA IoU": 100 * m["iou_spa"] if "iou_spa" in m else float("nan"),
                     "Train FLOPs (x single)": c["gflops_train_step"] / c1["gflops_train_step"],

@@ -156,6 +156,18 @@ def load_predictions(metrics_json: Path) -> pd.DataFrame | None:
     return pd.read_csv(f).set_index("video") if f.exists() else None
 
 
+def interval_and_p(pred: pd.DataFrame | None, base: pd.DataFrame | None) -> tuple[float, float, float]:
+    """(low, high) of a 95% bootstrap interval of top-1 over `pred`'s videos and McNemar's p
+    against `base` on the videos both have; NaN where predictions (or a base) are missing."""
+    if pred is None or not len(pred):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_ci(pred["correct"].to_numpy())
+    if base is None:
+        return lo, hi, float("nan")
+    common = pred.index.intersection(base.index)
+    return lo, hi, mcnemar(pred.loc[common, "correct"].to_numpy(), base.loc[common, "correct"].to_numpy())["p"]
+
+
 def write_experiment_table(table: str, rows: list[dict], out_tex: Path) -> pd.DataFrame:
     """One of the paper's ablation tables (rows from asnet.stages.experiment_runs): per row
     our top-1 on split 1 with a 95% bootstrap interval over test videos, the McNemar p-value
@@ -168,13 +180,9 @@ def write_experiment_table(table: str, rows: list[dict], out_tex: Path) -> pd.Da
         m = json.loads(Path(r["metrics"]).read_text())
         rec: dict = {"Dataset": r["dataset"], "Model": LABELS.get(r["variant"], r["variant"]),
                      "Top-1": 100 * m["top1"]}
-        pred, base = load_predictions(r["metrics"]), load_predictions(r["baseline"])
-        lo = hi = p_value = float("nan")
-        if pred is not None and len(pred):
-            lo, hi = bootstrap_ci(pred["correct"].to_numpy())
-            if base is not None and Path(r["baseline"]) != Path(r["metrics"]):
-                common = pred.index.intersection(base.index)
-                p_value = mcnemar(pred.loc[common, "correct"].to_numpy(), base.loc[common, "correct"].to_numpy())["p"]
+        same_run = Path(r["baseline"]) == Path(r["metrics"])
+        lo, hi, p_value = interval_and_p(load_predictions(r["metrics"]),
+                                         None if same_run else load_predictions(r["baseline"]))
         rec.update({"CI low": 100 * lo, "CI high": 100 * hi, "McNemar p vs single": p_value})
         for ds, col in _PAPER_DATASETS.items():
             hit = paper[(paper["dataset"] == ds) & (paper["row"] == r["paper_row"]) & (paper["column"] == r["paper_col"])]
