@@ -252,16 +252,17 @@ def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFr
                         paper_column=False)
 
 
+def _num_classes(cfg: Config, dataset: str) -> int:
+    """Classes of a prepared dataset, from its first configured split's manifest."""
+    return int(pd.read_csv(paths.manifest(dataset, cfg.splits[0]))["label"].max()) + 1
+
+
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
     """Table 6 with the cost of each model (params, forward GMACs per view)."""
     from asnet.report.flops import model_cost
     from asnet.report.tables import write_table6
 
-    costs = {}
-    for d in cfg.datasets:
-        num_classes = int(pd.read_csv(paths.manifest(d.name, cfg.splits[0]))["label"].max()) + 1
-        for v in cfg.variants:
-            costs[(d.name, v)] = model_cost(cfg, num_classes, v)
+    costs = {(d.name, v): model_cost(cfg, _num_classes(cfg, d.name), v) for d in cfg.datasets for v in cfg.variants}
     return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"), costs=costs)
 
 
@@ -347,9 +348,10 @@ def spa_cost_runs(cfg: Config) -> list[dict]:
     from asnet.variants import SPA_COST_VARIANTS
 
     split = cfg.splits[0]
-    return [{"dataset": d.name, "variant": v, "run": run_variant(cfg, v),
-             "metrics": paths.eval_dir(d.name, split, run_variant(cfg, v)) / "metrics.json"}
-            for d in cfg.datasets for v in SPA_COST_VARIANTS]
+    runs = {v: run_variant(cfg, v) for v in SPA_COST_VARIANTS}
+    return [{"dataset": d.name, "variant": v, "run": run,
+             "metrics": paths.eval_dir(d.name, split, run) / "metrics.json"}
+            for d in cfg.datasets for v, run in runs.items()]
 
 
 def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.DataFrame:
@@ -358,10 +360,11 @@ def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.Da
     from asnet.report.spa_cost import write_spa_cost
 
     rows = spa_cost_runs(cfg)
+    classes = {d.name: _num_classes(cfg, d.name) for d in cfg.datasets}
+    single = {name: model_cost(cfg, n, "single") for name, n in classes.items()}
     for r in rows:
-        num_classes = int(pd.read_csv(paths.manifest(r["dataset"], cfg.splits[0]))["label"].max()) + 1
-        r["cost"] = model_cost(cfg, num_classes, r["variant"])
-        r["single_cost"] = model_cost(cfg, num_classes, "single")
+        r["cost"] = model_cost(cfg, classes[r["dataset"]], r["variant"])
+        r["single_cost"] = single[r["dataset"]]
     return write_spa_cost(rows, out_tex)
 
 

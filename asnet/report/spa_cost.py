@@ -38,7 +38,7 @@ def spa_cost_frame(rows: list[dict]) -> pd.DataFrame:
                     "SPA IoU": 100 * m["iou_spa"] if "iou_spa" in m else float("nan"),
                     "Train FLOPs (x single)": c["gflops_train_step"] / c1["gflops_train_step"],
                     "Test FLOPs (x single)": c["gmacs_per_view"] / c1["gmacs_per_view"],
-                    "run": r["variant"]})
+                    "run": r["run"]})
         out.append(rec)
     return pd.DataFrame(out)
 
