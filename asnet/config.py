@@ -16,6 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from asnet import hara
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PRESETS_DIR = REPO_ROOT / "config" / "presets"
@@ -56,6 +58,12 @@ class ModelConfig:
     pretrained: str | None = None
     pretrained_dir: str | None = None
     no_max_pool: bool = False
+    # Which of Hara et al.'s releases the file is (asnet.hara): auto = from its published name.
+    pretrained_release: str = "auto"
+    # A backbone tensor missing from, or unexpected in, the file stops the run unless false.
+    pretrained_strict: bool = True
+    # ResNet shortcut "A"/"B"; None = the release's (2018: A for depth 18/34; 2020: B).
+    shortcut: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class InputConfig:
     flip: bool = True
     mean: tuple[float, float, float] = (0.4345, 0.4051, 0.3775)
     std: tuple[float, float, float] = (0.2768, 0.2713, 0.2737)
+    # auto: a run that starts from Hara et al.'s file takes that release's normalisation
+    # (asnet.hara); custom, or no published file: mean/std above on [0, 1] inputs.
+    normalization: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,14 @@ class Config:
         """Plain-data form (lists, dicts, scalars), e.g. for checkpoints and logs."""
         return _plain(asdict(self))
 
+    def normalisation(self) -> hara.Normalisation:
+        """The input normalisation the network is trained and evaluated with (asnet.hara)."""
+        return hara.normalisation_of(asdict(self.model), asdict(self.input))
+
+    def shortcut(self) -> str | None:
+        """The ResNet shortcut to build (None: the 2018 release's per-depth default)."""
+        return hara.shortcut_of(asdict(self.model))
+
 
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -248,6 +267,7 @@ def validate(data: dict[str, Any]) -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not errors:
         _check_relations(data)
+        _check_pretrained(data)
         return
     lines = []
     for err in errors[:10]:
@@ -274,6 +294,14 @@ def _check_relations(data: dict[str, Any]) -> None:
             f"spa.state_scale: {scale} x input.size {size} = {round(size * scale)} pixels for SPA's crops; "
             f"raise spa.state_scale to at least {MIN_STATE_SIZE / size:.2f}"
         )
+
+
+def _check_pretrained(data: dict[str, Any]) -> None:
+    """The model section must match the published checkpoint it starts from (asnet.hara)."""
+    model, inp = data.get("model", {}), data.get("input", {})
+    problems = hara.check_model(model, inp.get("clip_len", 16))
+    if problems:
+        raise ConfigError("\n  ".join(problems))
 
 
 def from_dict(data: dict[str, Any]) -> Config:

@@ -43,6 +43,8 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from asnet.hara import Normalisation  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 DPI = 150
@@ -171,11 +173,11 @@ def grad_cam(
     return cam.numpy(), pred, tuple(fmap.shape[2:])
 
 
-def _denormalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def _denormalize(x: torch.Tensor, norm: Normalisation) -> np.ndarray:
     """(3, S, S) normalised crop -> (S, S, 3) float image in [0, 1]."""
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return (x * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
+    m = torch.tensor(norm.mean).view(3, 1, 1)
+    s = torch.tensor(norm.std).view(3, 1, 1)
+    return ((x * s + m) / norm.value_scale).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def _draw_box(ax: plt.Axes, box: Any, style: str) -> None:
@@ -276,7 +278,7 @@ def figure5(
             cam, pred, grid = grad_cam(m, xc, xs)
             ax = axes[r, FRAMES_SHOWN + k]
             ax.set_axis_off()
-            ax.imshow(_denormalize(xc[0, :, t_mid], mcfg.input.mean, mcfg.input.std), interpolation="nearest")
+            ax.imshow(_denormalize(xc[0, :, t_mid], mcfg.normalisation()), interpolation="nearest")
             ax.imshow(cam[t_mid], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
             mark = "ok" if pred == label else "x"
             ax.set_title(f"{title}: {names.get(pred, pred)} ({mark})", fontsize=6)

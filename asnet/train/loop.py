@@ -67,6 +67,7 @@ class Parts:
     agent: ActorCritic | None
     agent_optimizer: torch.optim.Optimizer | None
     scaler: torch.amp.GradScaler | None = None  # fp16 autocast (CUDA) only
+    pretrained: dict[str, Any] | None = None  # what load_pretrained loaded (path, sha256, tensors, ...)
 
 
 def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) -> Parts:
@@ -74,8 +75,7 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes, variant.streams)
     start = pretrained_path(cfg)
-    if start is not None:
-        load_pretrained(model, start)
+    report = load_pretrained(model, start, cfg).to_dict() if start is not None else None
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
@@ -92,7 +92,7 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
                                       foreach=True)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
-    return Parts(model, opt, sched, agent, agent_opt, scaler)
+    return Parts(model, opt, sched, agent, agent_opt, scaler, report)
 
 
 def split_validation(train_df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -124,10 +124,10 @@ def stream_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor | None, Episode | None]:
     """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device."""
     clips, hs, ws = batch["clip"], batch["height"], batch["width"]
-    inp = cfg.input
+    inp, norm = cfg.input, cfg.normalisation()
     flip = (torch.rand(clips.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
     ctx = context_boxes(variant, cfg, hs, ws, batch["gt"], train, gen)
-    x_ctx = rt.to_input(crop_resize(clips, ctx, inp.size, inp.mean, inp.std, hs, ws, flip))
+    x_ctx = rt.to_input(crop_resize(clips, ctx, inp.size, norm, hs, ws, flip))
     if variant.saliency is None:
         return x_ctx, None, None
     episode = None
@@ -137,13 +137,13 @@ def stream_inputs(
         parts.model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
             parts.model, parts.agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
-            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input,
+            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm,
         )
         parts.model.train(was_training)
         sal = episode.final_boxes
     else:
         sal = fixed_saliency_boxes(variant.saliency, cfg, hs, ws, gen)
-    x_sal = rt.to_input(crop_resize(clips, sal, inp.size, inp.mean, inp.std, hs, ws, flip))
+    x_sal = rt.to_input(crop_resize(clips, sal, inp.size, norm, hs, ws, flip))
     return x_ctx, x_sal, episode
 
 
@@ -392,6 +392,10 @@ def _train(
             "run %s: %d train / %d val videos, %d threads, %s%s", run_dir, len(train_ds), len(val_ds), threads, rt,
             f", {world} processes x batch {rank_batch} ({info.backend})" if info.enabled else "",
         )
+        p = parts.pretrained
+        log.info("run %s starts from %s; input normalisation %s", run_dir,
+                 f"{p['path']} ({p['release']}, {p['tensors_loaded']} backbone tensors, sha256 {p['sha256']})"
+                 if p else "scratch", cfg.normalisation().to_dict())
 
     for epoch in range(start_epoch, cfg.train.epochs):
         # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
@@ -507,6 +511,9 @@ def _train(
             "history": history,
             "config": cfg.to_dict(),
             "git_sha": sha,
+            # Provenance of the starting weights and the normalisation they were trained with.
+            "pretrained": parts.pretrained,
+            "normalisation": cfg.normalisation().to_dict(),
         }
         checkpoint.save_atomic(final, run_dir / "model.pt")
     ddp.barrier(info)
@@ -519,7 +526,9 @@ def load_trained(path: Path, device: str | torch.device = "cpu") -> tuple[Config
     cfg = from_dict(ck["config"])
     variant = get_variant(ck["variant"])
     model = build_model(cfg.model, int(ck["num_classes"]), variant.streams)
-    model.load_state_dict(ck["model"])
+    # Runs saved before the head interface kept DenseNet's unused Kinetics classifier.
+    state = {k: v for k, v in ck["model"].items() if not k.startswith(f"backbone.{model.backbone.head_name}.")}
+    model.load_state_dict(state)
     agent = None
     if ck.get("agent") is not None:
         agent = ActorCritic(
