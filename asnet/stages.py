@@ -368,6 +368,20 @@ def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.Da
     return write_spa_cost(rows, out_tex)
 
 
+def anchor_inputs(cfg: Config) -> list[Path]:
+    """The anchor check's inputs: the published files present and their datasets' split-1 data."""
+    from asnet.report.anchor import anchor_inputs as inputs
+
+    return inputs(cfg)
+
+
+def anchor_check(cfg: Config, out_tex: Path = Path("results/anchor_check.tex"), progress: bool = True) -> pd.DataFrame:
+    """results/anchor_check.{tex,csv}: Hara et al.'s published fine-tuned models through our data path."""
+    from asnet.report.anchor import write_anchor_check
+
+    return write_anchor_check(cfg, out_tex, progress)
+
+
 def experiment_inputs(cfg: Config, table: str) -> list[Path]:
     """Every metrics.json an experiment table reads (its rows' and their baselines')."""
     return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})
@@ -397,10 +411,12 @@ def audit(cfg: Config, out_md: Path = Path("results/audit.md")) -> pd.DataFrame:
     """results/audit.{md,csv}: the paper's claims (asnet.report.claims), each judged from this
     run's predictions (rules in asnet.report.audit). Tables whose runs are missing are
     reported as not judged, so the audit can be made from any subset of the targets."""
+    from asnet.report.anchor import audit_lines
     from asnet.report.audit import write_markdown
     from asnet.report.claims import build_claims
 
-    return write_markdown(build_claims(cfg), _audit_header(cfg), out_md)
+    header = _audit_header(cfg) + "\n".join(audit_lines(out_md.parent / "anchor_check.csv"))
+    return write_markdown(build_claims(cfg), header, out_md)
 
 
 def _audit_header(cfg: Config) -> str:
