@@ -205,7 +205,7 @@ def evaluate_videos(
         "clips": int(len(arrays["clip_video"])),  # views scored: clips x crops
     }
     for name, vals in extras.items():
-        metrics[name] = float(torch.cat(vals).mean())
+        metrics[name] = float(torch.cat(vals).double().mean())
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     from asnet.report.figures import class_names, confusion_figure
 
