@@ -232,3 +232,14 @@ def test_unknown_views_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"eval\.views: 'tencrop' is not one of \['hara', 'mmaction_10x3'\]"):
         load_config(overrides=["preset=tiny", "eval.views=tencrop"])
     assert load_config(overrides=["preset=tiny", "eval.views=mmaction_10x3"]).eval.views == "mmaction_10x3"
+
+
+def test_scorer_may_return_scores_only_and_bad_shapes_are_named(tmp_path: Path) -> None:
+    frames_dir = write_store(tmp_path)
+    plain = evaluate_videos(lambda *a: crop_scorer(*a)[0], make_df(), frames_dir, CLIP_LEN, "hara", tmp_path / "p",
+                            progress=False)
+    full = evaluate_videos(crop_scorer, make_df(), frames_dir, CLIP_LEN, "hara", tmp_path / "f", progress=False)
+    assert {k: v for k, v in full.items() if k != "crop_area"} == plain
+    with pytest.raises(ValueError, match=r"expected \(3, 1, C\)"):
+        evaluate_videos(lambda *a: crop_scorer(*a)[0][:, 0], make_df(), frames_dir, CLIP_LEN, "hara", tmp_path / "b",
+                        progress=False)

@@ -52,8 +52,9 @@ VIEW_CROPS = {"hara": ("c",), "mmaction_10x3": ("tl", "c", "br")}
 TOP_K = 5
 
 # (clips uint8 (N, T, H, W, 3), heights (N,), widths (N,), gt boxes (N, 4), context boxes
-# (N, V, 4)) -> (softmax scores (N, V, C), per-clip extras {name: (N,)}, e.g. IoUs).
-ScoreFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor]]]
+# (N, V, 4)) -> softmax scores (N, V, C), or (scores, per-clip extras {name: (N,)}), e.g. IoUs.
+# A scorer with one spatial input crops boxes[:, v] (asnet.data.crops.crop_resize) for view v.
+ScoreFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor | tuple[Tensor, dict[str, Tensor]]]
 
 
 def view_boxes(views: str, heights: Tensor, widths: Tensor) -> Tensor:
@@ -162,8 +163,9 @@ def evaluate_videos(
         hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
         boxes = view_boxes(views, hs, ws)
         with torch.no_grad():
-            scores, clip_extras = score_fn(clips, hs, ws, gt, boxes)
-        if scores.shape[:2] != boxes.shape[:2]:
+            out = score_fn(clips, hs, ws, gt, boxes)
+        scores, clip_extras = out if isinstance(out, tuple) else (out, {})
+        if scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
             raise ValueError(f"score_fn returned scores of shape {tuple(scores.shape)}, expected ({n}, {boxes.shape[1]}, C)")
         n_views = boxes.shape[1]
         clip_scores.append(scores.reshape(n * n_views, -1).float().numpy())
