@@ -229,7 +229,8 @@ class VideoClips(Dataset):
         t, h, w, _ = arr.shape
         idx = self.clip_frames(t)
         flat = idx.reshape(-1)
-        # Hara's clips read the video in order (one sequential read) up to the padded tail.
+        # Clips tiling a prefix of the video are one slice; padded or spread clips gather
+        # their frames (fancy indexing on the memmap reads only those).
         full = t >= flat.size and np.array_equal(flat, np.arange(flat.size))
         clips = np.array(arr[: flat.size]) if full else np.array(arr[flat])
         boxes = _load_boxes(self.frames_dir, video)
