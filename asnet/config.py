@@ -133,6 +133,9 @@ class SPAConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     max_clips: int = 0
+    # Test views (asnet.train.evaluate): "hara" = every non-overlapping clip, centre crop
+    # (Hara et al., the paper's protocol); "mmaction_10x3" = 10 spread clips x 3 crops.
+    views: str = "hara"
 
 
 TABLE2_BACKBONES = ("resnet18", "resnet50", "resnet101", "densenet121", "resnext101")

@@ -222,7 +222,7 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
     return evaluate_run(
         paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
         paths.frames_dir(dataset), paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
-        progress=progress,
+        progress=progress, eval_cfg=cfg.eval,
     )
 
 
