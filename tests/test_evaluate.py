@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from asnet import paths
 from asnet.config import EvalConfig, load_config
 from asnet.data.crops import centre_crop_boxes, crop_resize
+from asnet.hara import Normalisation
 from asnet.data.frames import INDEX_COLUMNS
 from asnet.report.figures import confusion_matrix
 from asnet.report.tables import write_table6
@@ -91,7 +92,7 @@ def test_centre_crop_is_short_side_resize_then_centre_crop() -> None:
     frame = (100 + 60 * torch.sin(xx / 9.0) + 40 * torch.cos(yy / 7.0)).round().to(torch.uint8)
     clip = frame[None, None, :, :, None].expand(1, 2, h, w, 3).contiguous()  # (1, T, H, W, 3)
     hs, ws = torch.tensor([h]), torch.tensor([w])
-    ours = crop_resize(clip, centre_crop_boxes(hs, ws), size, (0.0, 0.0, 0.0), (1 / 255,) * 3, hs, ws)[0, 0, 0]
+    ours = crop_resize(clip, centre_crop_boxes(hs, ws), size, Normalisation("raw", 255.0, (0.0, 0.0, 0.0), (1.0,) * 3), hs, ws)[0, 0, 0]
     # Hara et al.: Scale -> (oh, ow) = (size, int(size * w / h)); CenterCrop x1 = round((ow - size) / 2).
     ow = int(size * w / h)
     scaled = F.interpolate(frame[None, None].float(), size=(size, ow), mode="bilinear", align_corners=False,

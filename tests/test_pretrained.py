@@ -232,6 +232,11 @@ def test_model_pt_records_the_load_and_a_finetune_from_our_model_checks_normalis
     assert ck["pretrained"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert ck["pretrained"]["tensors_loaded"] > 0 and ck["pretrained"]["release"] == "hara2018"
     assert ck["normalisation"] == hara.ACTIVITYNET_2018.to_dict()
+    from asnet.train.evaluate import evaluate_run
+
+    metrics = evaluate_run(out, paths.manifest("synthetic_tiny", 1), paths.frames_dir("synthetic_tiny"),
+                           in_tiny_workdir / "pre_eval", progress=False)
+    assert metrics["pretrained"] == ck["pretrained"] and metrics["normalisation"]["name"] == "hara2018_activitynet"
     # Fine-tuning from that model.pt with another normalisation is refused, naming both.
     again = load_config(overrides=["preset=tiny", f"model.pretrained={out}"])
     with pytest.raises(PretrainedMismatch, match="hara2018_activitynet"):

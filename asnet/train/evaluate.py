@@ -43,7 +43,8 @@ from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
 from asnet.device import Runtime, select_runtime, set_threads
 from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
-from asnet.train.loop import Parts, load_trained, stream_inputs
+from asnet.train import checkpoint
+from asnet.train.loop import Parts, rebuild_trained, stream_inputs
 from asnet.variants import Variant
 
 # Spatial crops per clip of each `eval.views`: square_at positions of the short-side square.
@@ -71,7 +72,7 @@ def model_scorer(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, gen: 
     is each view's box for the conventional context (the variant's own box otherwise: the
     probes' full frame / centre / oracle); the saliency stream's input comes from
     ``stream_inputs`` (SPA's test-time episode or a fixed box), once per clip."""
-    model, inp = parts.model, cfg.input
+    model, inp, norm = parts.model, cfg.input, cfg.normalisation()
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # No labels at test time: stream_inputs reads them only in training.
@@ -86,7 +87,7 @@ def model_scorer(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, gen: 
             key = -1 if own else v
             if key not in cache:
                 x = x_ctx if own else rt.to_input(
-                    crop_resize(clips, boxes[:, v], inp.size, inp.mean, inp.std, heights, widths))
+                    crop_resize(clips, boxes[:, v], inp.size, norm, heights, widths))
                 with rt.autocast():
                     cache[key] = torch.softmax(model(x, x_sal).float(), dim=1)
             views.append(cache[key])
@@ -143,6 +144,7 @@ def evaluate_videos(
     max_clips: int = 0,
     variant: str = "",
     progress: bool = True,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `test_df`'s videos with `score_fn` under the `views` protocol; write
     metrics.json, predictions.csv, scores.npz and confusion.png into `out_dir`.
@@ -205,6 +207,7 @@ def evaluate_videos(
         "videos_evaluated": len(rows),
         "videos_excluded": ds.n_excluded,
         "clips": int(len(arrays["clip_video"])),  # views scored: clips x crops
+        **(provenance or {}),
     }
     for name, vals in extras.items():
         metrics[name] = float(torch.cat(vals).double().mean())
@@ -229,7 +232,8 @@ def evaluate_run(
     """Evaluate `model.pt` on the test subset (see ``evaluate_videos``); `eval_cfg` (views,
     max_clips) defaults to the run's own config's."""
     set_threads(threads)
-    cfg, variant, model, agent = load_trained(model_path)
+    ck = checkpoint.load(model_path)
+    cfg, variant, model, agent = rebuild_trained(ck)
     ev = eval_cfg or cfg.eval
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
     model = model.to(rt.device)
@@ -241,5 +245,7 @@ def evaluate_run(
     test_df = manifest[manifest["subset"] == "test"].reset_index(drop=True)
     model.eval()
     scorer = model_scorer(parts, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed))
+    # Where the weights came from and how inputs were normalised, next to the accuracy.
+    provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
-                           max_clips=ev.max_clips, variant=variant.name, progress=progress)
+                           max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance)

@@ -522,7 +522,11 @@ def _train(
 
 def load_trained(path: Path, device: str | torch.device = "cpu") -> tuple[Config, Variant, torch.nn.Module, ActorCritic | None]:
     """Rebuild a trained model (and SPA agent) from `model.pt`, loaded with weights_only=True."""
-    ck = checkpoint.load(path, device)
+    return rebuild_trained(checkpoint.load(path, device), device)
+
+
+def rebuild_trained(ck: dict[str, Any], device: str | torch.device = "cpu") -> tuple[Config, Variant, torch.nn.Module, ActorCritic | None]:
+    """(config, variant, model, agent) of an already loaded `model.pt` dict."""
     cfg = from_dict(ck["config"])
     variant = get_variant(ck["variant"])
     model = build_model(cfg.model, int(ck["num_classes"]), variant.streams)
