@@ -74,8 +74,8 @@ from PIL import Image
 
 from asnet.data.clips import ClipDataset, clip_indices, pad_collate
 from asnet.data.crops import crop_resize, multiscale_corner_boxes, pixel_window
-from asnet.hara import Normalisation
 from asnet.data.frames import decode_video, extract_videos
+from asnet.hara import Normalisation
 
 FPS = 25
 SRC_W, SRC_H = 320, 240

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from asnet import paths
 from asnet.config import EvalConfig, load_config
 from asnet.data.crops import centre_crop_boxes, crop_resize
-from asnet.hara import Normalisation
 from asnet.data.frames import INDEX_COLUMNS
+from asnet.hara import Normalisation
 from asnet.report.figures import confusion_matrix
 from asnet.report.tables import write_table6
 from asnet.train.evaluate import evaluate_run, evaluate_videos, view_boxes

@@ -15,7 +15,7 @@ from asnet import hara, paths
 from asnet.config import ConfigError, load_config, with_overrides
 from asnet.data.crops import crop_resize
 from asnet.models import build_model
-from asnet.models.pretrained import PretrainedMismatch, load_published_classifier, load_pretrained
+from asnet.models.pretrained import PretrainedMismatch, load_pretrained, load_published_classifier
 from asnet.models.resnet3d import BackboneSpec, build_backbone
 
 TINY = load_config(overrides=["preset=tiny"])

@@ -42,8 +42,8 @@ from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
 from asnet.device import Runtime, select_runtime, set_threads
-from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
 from asnet.train import checkpoint
+from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
 from asnet.train.loop import Parts, rebuild_trained, stream_inputs
 from asnet.variants import Variant
 
