@@ -3,6 +3,7 @@
     asnet prepare  --dataset synthetic           # generate (synthetic) + per-split manifests
     asnet manifest --dataset ucf101 --root DIR --splits DIR --split 1 --out m.csv
     asnet extract  --dataset synthetic           # decode videos into the frame store
+    asnet pretrain                               # the Kinetics stand-in: results/pretrain/<source>/model.pt
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", type=int, required=True)
         p.add_argument("--variant", required=True)
         _common(p)
+    p = sub.add_parser("pretrain", help="the pretraining run on the source set (`pretrain:`): "
+                       "results/pretrain/<source>/model.pt; prepare/extract the source with --dataset <source> first")
+    _common(p)
     p = sub.add_parser("experiment-table", help="Table 1, 2, 3 or 4 of the paper: results/<table>.{tex,csv}")
     p.add_argument("--table", required=True, choices=["table1", "table2", "table3", "table4"])
     _common(p)
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(p)
         elif args.command == "extract":
             stages.extract(cfg, args.dataset, progress)
+        elif args.command == "pretrain":
+            print(stages.pretrain(cfg, progress))
         elif args.command == "train":
             print(stages.train(cfg, args.dataset, args.split, args.variant, progress))
         elif args.command == "evaluate":

@@ -156,10 +156,22 @@ class ReportConfig:
     anchor_datasets: tuple[tuple[str, str], ...] = (("ucf101", "ucf101"), ("hmdb51", "hmdb51"))
 
 
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The Kinetics stand-in: one single-stream run from scratch on a synthetic *source* set
+    (`dataset`, never one of `datasets`), with its own epochs and learning rate; the preset's
+    runs fine-tune from its model.pt by naming it in `model.pretrained` (asnet.stages.pretrain)."""
+
+    dataset: DatasetConfig
+    epochs: int
+    lr: float
+
+
 # The config sections that decide what a training run learns (given its dataset): what
 # the train rule's params digest and what resuming a run compares. The rest (datasets,
 # splits, variants, eval, report, preset) says which runs exist and how they are reported.
-TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa")
+# `pretrain` counts because a run that fine-tunes from the pretraining run learns from it.
+TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -177,14 +189,23 @@ class Config:
     spa: SPAConfig
     eval: EvalConfig
     report: ReportConfig = ReportConfig()
+    pretrain: PretrainConfig | None = None
 
     def dataset(self, name: str) -> DatasetConfig:
-        """The dataset entry called `name`; ConfigError listing the known ones otherwise."""
+        """The dataset entry called `name` (or the pretraining source); ConfigError listing the known ones otherwise."""
         for d in self.datasets:
             if d.name == name:
                 return d
+        if self.pretrain is not None and self.pretrain.dataset.name == name:
+            return self.pretrain.dataset
         known = ", ".join(d.name for d in self.datasets)
+        if self.pretrain is not None:
+            known += f"; pretraining source: {self.pretrain.dataset.name}"
         raise ConfigError(f"datasets: no dataset named {name!r} (configured: {known})")
+
+    def is_source(self, name: str) -> bool:
+        """Whether `name` is the pretraining source set (all its videos train, none is tested)."""
+        return self.pretrain is not None and self.pretrain.dataset.name == name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists, dicts, scalars), e.g. for checkpoints and logs."""
@@ -305,6 +326,42 @@ def _check_relations(data: dict[str, Any]) -> None:
             f"spa.state_scale: {scale} x input.size {size} = {round(size * scale)} pixels for SPA's crops; "
             f"raise spa.state_scale to at least {MIN_STATE_SIZE / size:.2f}"
         )
+    _check_pretrain(data)
+
+
+def _check_pretrain(data: dict[str, Any]) -> None:
+    """The source set shares no video with a target, and `model.pretrained` names the configured
+    pretraining run if it names one at all."""
+    from asnet import paths
+
+    pre = data.get("pretrain")
+    pretrained = data.get("model", {}).get("pretrained")
+    if pre is not None:
+        source = pre["dataset"]
+        for d in data.get("datasets", []):
+            if d["name"] == source["name"]:
+                raise ConfigError(f"pretrain.dataset.name: {source['name']!r} is also a target in `datasets`; "
+                                  "give the source set its own name")
+            # The generator is deterministic from its seed: the same seed would render the same
+            # backgrounds and, for the shared classes, the same videos as the target.
+            if d["kind"] != "synthetic":
+                continue
+            seed = d.get("synthetic", {}).get("seed")
+            if seed is None:
+                from asnet.data.synthetic import SyntheticSpec
+
+                seed = SyntheticSpec.seed
+            if source["synthetic"]["seed"] == seed:
+                raise ConfigError(f"pretrain.dataset.synthetic.seed: {seed} is also datasets[{d['name']}]'s seed, so "
+                                  "the source would contain target videos; give the source set another seed")
+    if pretrained and Path(pretrained).parts[:2] == paths.PRETRAIN_ROOT.parts:
+        if pre is None:
+            raise ConfigError(f"model.pretrained: {pretrained} names a pretraining run, but the config has no "
+                              "`pretrain:` section; add one (see config/presets/default.yaml) or set model.pretrained: null")
+        want = paths.pretrain_model(pre["dataset"]["name"])
+        if Path(pretrained) != want:
+            raise ConfigError(f"model.pretrained: {pretrained} is not the configured pretraining run's model.pt; "
+                              f"set it to {want} (pretrain.dataset.name is {pre['dataset']['name']!r})")
 
 
 def _check_pretrained(data: dict[str, Any]) -> None:
@@ -345,7 +402,14 @@ def from_dict(data: dict[str, Any]) -> Config:
         spa=SPAConfig(**data.get("spa", {})),
         eval=EvalConfig(**data.get("eval", {})),
         report=_report(data.get("report", {})),
+        pretrain=_pretrain(data.get("pretrain")),
     )
+
+
+def _pretrain(data: dict[str, Any] | None) -> PretrainConfig | None:
+    if data is None:
+        return None
+    return PretrainConfig(dataset=DatasetConfig(**data["dataset"]), epochs=data["epochs"], lr=data["lr"])
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any] | tuple[tuple[str, Any], ...]) -> Config:

@@ -33,3 +33,20 @@ def run_dir(dataset: str, split: int, variant: str) -> Path:
 
 def eval_dir(dataset: str, split: int, variant: str) -> Path:
     return Path("results") / "eval" / dataset / f"split{split}" / variant
+
+
+def pretrain_manifest(source: str) -> Path:
+    """Every video of the pretraining source set, all in the training subset (no test split)."""
+    return Path("data") / source / "manifests" / "pretrain.csv"
+
+
+PRETRAIN_ROOT = Path("results") / "pretrain"
+
+
+def pretrain_dir(source: str) -> Path:
+    """The pretraining run on `source`: model.pt, state/last.pt, dvclive/ (like a run_dir)."""
+    return PRETRAIN_ROOT / source
+
+
+def pretrain_model(source: str) -> Path:
+    return pretrain_dir(source) / "model.pt"

@@ -65,8 +65,17 @@ def video_root(cfg: Config, dataset: str) -> Path:
     return _real_dirs(ds)[0]
 
 
+def manifests(cfg: Config, dataset: str) -> list[Path]:
+    """The manifests `prepare` writes for a dataset: one per configured split, or the single
+    all-training manifest of the pretraining source."""
+    if cfg.is_source(dataset):
+        return [paths.pretrain_manifest(dataset)]
+    return [paths.manifest(dataset, s) for s in cfg.splits]
+
+
 def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
-    """Generate the synthetic set if needed, then write one manifest per configured split."""
+    """Generate the synthetic set if needed, then write one manifest per configured split
+    (the pretraining source: one manifest of all its videos, see `manifests`)."""
     from asnet.data.splits import build_manifest, write_manifest
 
     ds = cfg.dataset(dataset)
@@ -83,6 +92,13 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
         if ds.archive or ds.splits_archive:
             _unpack_archives(ds)
         root, splits_dir = _real_dirs(ds)
+    if cfg.is_source(dataset):
+        # Pretraining uses every video (its validation fraction is held out by the training
+        # loop); the split lists only serve to list them, so their test subset trains too.
+        df = build_manifest(ds.kind, root, splits_dir, 1, allow_missing=ds.allow_missing).assign(subset="train")
+        df = df.sort_values("video").reset_index(drop=True)
+        write_manifest(df, paths.pretrain_manifest(dataset))
+        return [paths.pretrain_manifest(dataset)]
     out = []
     for split in cfg.splits:
         df = build_manifest(ds.kind, root, splits_dir, split, allow_missing=ds.allow_missing)
@@ -109,7 +125,7 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
 
 def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
     """Every video named by any configured split, once, in a fixed order."""
-    frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
+    frames = [pd.read_csv(p) for p in manifests(cfg, dataset)]
     return pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video").reset_index(drop=True)
 
 
@@ -173,12 +189,67 @@ def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
     return merge_frames(cfg, dataset)
 
 
+def fine_tunes_from_pretrain(cfg: Config) -> bool:
+    """Whether runs of `cfg` start from the pretraining run's model.pt (model.pretrained)."""
+    return (cfg.pretrain is not None and cfg.model.pretrained is not None
+            and Path(cfg.model.pretrained) == paths.pretrain_model(cfg.pretrain.dataset.name))
+
+
+# Model keys that decide the backbone's tensors: a variant that changes one cannot load the
+# pretraining run's weights (trained with the preset's backbone).
+_BACKBONE_KEYS = ("arch", "depth", "width", "cardinality", "no_max_pool", "shortcut")
+
+
+def run_config(cfg: Config, variant: str) -> Config:
+    """The configuration a (dataset, split, variant) run trains with: the variant's overrides
+    applied. A variant with another backbone than the pretraining run's (Table 2's rows) trains
+    from scratch: the stand-in is pretrained for the preset's backbone only."""
+    from asnet.variants import get_variant
+
+    out = with_overrides(cfg, get_variant(variant).overrides)
+    if fine_tunes_from_pretrain(out) and any(getattr(out.model, k) != getattr(cfg.model, k) for k in _BACKBONE_KEYS):
+        out = with_overrides(out, {"model.pretrained": None})
+    return out
+
+
+def pretrain_config(cfg: Config) -> Config:
+    """The pretraining run's configuration: the preset's backbone, input and training settings,
+    from scratch on the source set with `pretrain.epochs`/`pretrain.lr`. SPA and the fusion are
+    left at their defaults: a single stream uses neither, so editing them (or sweeping SPA)
+    neither retrains the source model nor stops it from resuming."""
+    import dataclasses
+
+    from asnet.config import SPAConfig
+
+    if cfg.pretrain is None:
+        raise ConfigError("pretrain: the config has no `pretrain:` section (the Kinetics stand-in); "
+                          "see config/presets/default.yaml")
+    p = cfg.pretrain
+    model = dataclasses.replace(cfg.model, fusion="concat", pretrained=None, pretrained_dir=None,
+                                pretrained_release="auto")
+    train = dataclasses.replace(cfg.train, epochs=p.epochs, lr=p.lr)
+    return dataclasses.replace(cfg, datasets=(p.dataset,), model=model, train=train, spa=SPAConfig())
+
+
+def pretrain(cfg: Config, progress: bool = True) -> Path:
+    """The pretraining run (Kinetics stand-in): a single stream on every video of the source
+    set but a validation fraction, with the project's training loop (resumable like any run)."""
+    from asnet.train.loop import train_run
+
+    pcfg = pretrain_config(cfg)
+    source = pcfg.datasets[0].name
+    return train_run(pcfg, paths.pretrain_manifest(source), paths.frames_dir(source), paths.pretrain_dir(source),
+                     "single", progress=progress)
+
+
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
     """Train one run; the variant's own config changes (fusion, SPA actions/steps) apply."""
     from asnet.train.loop import train_run
-    from asnet.variants import get_variant
 
-    cfg = with_overrides(cfg, get_variant(variant).overrides)
+    if cfg.is_source(dataset):
+        raise ConfigError(f"{dataset} is the pretraining source set (no splits, no test videos); "
+                          "train it with `asnet pretrain`")
+    cfg = run_config(cfg, variant)
     return train_run(
         cfg, paths.manifest(dataset, split), paths.frames_dir(dataset), paths.run_dir(dataset, split, variant),
         variant, progress=progress,
@@ -195,12 +266,25 @@ def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
     (config edits otherwise leave existing checkpoints standing). Launch details, the device,
     other datasets and the report settings are left out."""
+    rc = run_config(cfg, variant)
+    # The pretraining run counts through its own digest (what it trains), and only for the
+    # runs that start from it: the others keep the digest they had before it existed.
+    extra = {"pretrain": pretrain_signature(cfg)} if fine_tunes_from_pretrain(rc) else {}
+    return _digest(rc, dataset, extra)
+
+
+def pretrain_signature(cfg: Config) -> str:
+    """Digest of everything that decides what the pretraining run trains: the pretrain rule's
+    `params`, and part of the train rule's for every run that fine-tunes from it."""
+    pcfg = pretrain_config(cfg)
+    return _digest(pcfg, pcfg.datasets[0].name, {})
+
+
+def _digest(cfg: Config, dataset: str, extra: dict) -> str:
     import hashlib
 
-    from asnet.variants import get_variant
-
-    c = with_overrides(cfg, get_variant(variant).overrides).to_dict()
-    keep = {k: c[k] for k in TRAINING_SECTIONS}
+    c = cfg.to_dict()
+    keep = {k: c[k] for k in TRAINING_SECTIONS if k != "pretrain"} | extra
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
     for section, key in _LAUNCH_ONLY:
         keep[section].pop(key, None)
@@ -208,11 +292,11 @@ def train_signature(cfg: Config, dataset: str, variant: str) -> str:
 
 
 def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
-    """The Kinetics checkpoint a variant's run starts from, as a rule input ([] from scratch)."""
+    """The checkpoint a variant's run starts from (Kinetics file or the pretraining run's
+    model.pt), as a rule input ([] from scratch)."""
     from asnet.models.pretrained import pretrained_path
-    from asnet.variants import get_variant
 
-    path = pretrained_path(with_overrides(cfg, get_variant(variant).overrides))
+    path = pretrained_path(run_config(cfg, variant))
     return [str(path)] if path else []
 
 

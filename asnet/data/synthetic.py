@@ -41,7 +41,16 @@ CLASS_NAMES: tuple[str, ...] = (
     "Blink",  # static, fill switches between bright and dark every half period
     "Hop",  # y = -A |sin(theta / 2)|: bounces up from a floor
     "Figure8",  # (x, y) = (A sin theta, A/2 sin 2 theta), mirror-symmetric
+    # Classes of the pretraining source only (the Kinetics stand-in, SOURCE_SPEC): motions the
+    # target set does not have, as Kinetics has actions UCF-101 lacks. Appended, so the first
+    # 8 (the target's) render exactly as before.
+    "Pendulum",  # x = A sin theta, y = -A/2 sin^2 theta: a swing along an arc, highest at the ends
+    "Squash",  # static, width and height pulse in antiphase: w = s (1 + 0.4 sin), h = s (1 - 0.4 sin)
+    "Flash",  # static, fill switches between two bright hues every half period
+    "Stomp",  # y = +A |sin(theta / 2)|: drops down from a ceiling (Hop upside down)
 )
+# The target set's classes: what the default preset's n_classes = 8 takes.
+TARGET_CLASSES = 8
 
 _PERIOD_RANGE = (8.0, 12.0)  # frames per cycle
 _AMPLITUDE_RANGE = (0.6, 1.5)  # in actor sides
@@ -171,10 +180,20 @@ def _paste(frame: np.ndarray, mask: np.ndarray, x0: int, y0: int, colour: np.nda
     frame[fy0:fy1, fx0:fx1][sub] = colour
 
 
-def _actor_trajectory(
-    class_name: str, frames: int, side: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Offsets (dx, dy) from the base centre, side per frame and fill-on flag per frame."""
+@dataclass(frozen=True)
+class _Trajectory:
+    """Per-frame motion of the actor: offsets from its base centre, box size, fill state."""
+
+    dx: np.ndarray
+    dy: np.ndarray
+    widths: np.ndarray  # int64 box width per frame
+    heights: np.ndarray  # int64 box height per frame (== widths except Squash)
+    fill_on: np.ndarray  # bool: bright fill (else the border colour shows through)
+    alt_fill: np.ndarray  # bool: the second hue (Flash only)
+
+
+def _actor_trajectory(class_name: str, frames: int, side: int, rng: np.random.Generator) -> _Trajectory:
+    """The actor's motion for one video of `class_name` (random period, amplitude, phase)."""
     t = np.arange(frames, dtype=np.float64)
     period = rng.uniform(*_PERIOD_RANGE)
     amp = rng.uniform(*_AMPLITUDE_RANGE) * side
@@ -183,7 +202,9 @@ def _actor_trajectory(
     zero = np.zeros_like(t)
     dx, dy = zero, zero
     sides = np.full(frames, float(side))
+    heights = None  # None: square, as wide as high
     fill_on = np.ones(frames, dtype=bool)
+    alt_fill = np.zeros(frames, dtype=bool)
     diag = amp * 0.75  # per-axis amplitude, so the diagonal excursion is ~1.06 A
     if class_name == "SwingHorizontal":
         dx = amp * np.sin(theta)
@@ -203,9 +224,20 @@ def _actor_trajectory(
         dy = -amp * np.abs(np.sin(theta / 2))
     elif class_name == "Figure8":
         dx, dy = amp * np.sin(theta), 0.5 * amp * np.sin(2 * theta)
+    elif class_name == "Pendulum":
+        dx, dy = amp * np.sin(theta), -0.5 * amp * np.sin(theta) ** 2
+    elif class_name == "Squash":
+        sides = side * (1 + 0.4 * np.sin(theta))
+        heights = side * (1 - 0.4 * np.sin(theta))
+    elif class_name == "Flash":
+        alt_fill = np.sin(theta) < 0
+    elif class_name == "Stomp":
+        dy = amp * np.abs(np.sin(theta / 2))
     else:
         raise ValueError(f"unknown synthetic class {class_name!r}")
-    return dx, dy, np.maximum(np.rint(sides), 3).astype(np.int64), fill_on
+    widths = np.maximum(np.rint(sides), 3).astype(np.int64)
+    hs = widths if heights is None else np.maximum(np.rint(heights), 3).astype(np.int64)
+    return _Trajectory(dx, dy, widths, hs, fill_on, alt_fill)
 
 
 def _sample_centre(lo: float, hi: float, width: int, rng: np.random.Generator, off_centre: float) -> float:
@@ -293,12 +325,13 @@ def render_video(
     bg = background[oy : oy + h, ox : ox + w].copy()
 
     side = int(rng.integers(spec.actor_size[0], spec.actor_size[1] + 1))
-    dx, dy, sides, fill_on = _actor_trajectory(class_name, spec.frames, side, rng)
-    half = sides / 2
+    traj = _actor_trajectory(class_name, spec.frames, side, rng)
+    dx, dy = traj.dx, traj.dy
+    half_w, half_h = traj.widths / 2, traj.heights / 2
     for _ in range(20):
         # keep one pixel away from the border for every frame of the motion (rounding slack)
-        lo_x, hi_x = float(np.max(half - dx)) + 1, float(np.min(w - half - dx)) - 1
-        lo_y, hi_y = float(np.max(half - dy)) + 1, float(np.min(h - half - dy)) - 1
+        lo_x, hi_x = float(np.max(half_w - dx)) + 1, float(np.min(w - half_w - dx)) - 1
+        lo_y, hi_y = float(np.max(half_h - dy)) + 1, float(np.min(h - half_h - dy)) - 1
         if lo_x <= hi_x and lo_y <= hi_y:
             break
         # small frames (e.g. height 48) cannot hold the largest amplitudes: damp the motion
@@ -307,9 +340,9 @@ def render_video(
         raise ValueError(f"actor motion does not fit in a {w}x{h} frame; lower actor_size")
     cx = _sample_centre(lo_x, hi_x, w, rng, spec.off_centre)
     cy = float(rng.uniform(lo_y, hi_y))
-    x0 = np.rint(cx + dx - half).astype(np.int64)
-    y0 = np.rint(cy + dy - half).astype(np.int64)
-    boxes = np.stack([x0, y0, x0 + sides, y0 + sides], axis=1)
+    x0 = np.rint(cx + dx - half_w).astype(np.int64)
+    y0 = np.rint(cy + dy - half_h).astype(np.int64)
+    boxes = np.stack([x0, y0, x0 + traj.widths, y0 + traj.heights], axis=1)
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
 
@@ -322,6 +355,9 @@ def render_video(
     dis_masks = [(_disc_mask if rng.random() < 0.5 else _diamond_mask)(int(s)) for s in dis_size]
     dis_colour = rng.uniform(30, 230, size=(n_dis, 3)).astype(np.uint8)
     dis_pos = _distractor_paths(n_dis, spec.frames, w, h, dis_size, rng)
+    # Flash's second hue: the same bright colour with its channels rotated (no random draw, so
+    # every other class renders exactly as before this class existed)
+    alt = fill[[1, 2, 0]]
 
     frames = np.empty((spec.frames, h, w, 3), np.uint8)
     for t in range(spec.frames):
@@ -333,9 +369,9 @@ def render_video(
         # the actor is drawn last so it is never occluded and its box is exact
         bx0, by0, bx1, by1 = (int(v) for v in boxes[t])
         frame[by0:by1, bx0:bx1] = border
-        bw = min(border_w, (by1 - by0) // 3)
-        if fill_on[t] and bw > 0:
-            frame[by0 + bw : by1 - bw, bx0 + bw : bx1 - bw] = fill
+        bw = min(border_w, min(by1 - by0, bx1 - bx0) // 3)
+        if traj.fill_on[t] and bw > 0:
+            frame[by0 + bw : by1 - bw, bx0 + bw : bx1 - bw] = alt if traj.alt_fill[t] else fill
     return RenderedVideo(frames=frames, boxes=boxes.astype(np.int32), background=bg)
 
 

@@ -3,7 +3,8 @@
 # videos are reported in bad_videos.csv, never fatal), then merge them.
 rule extract_chunk:
     input:
-        manifests=[str(paths.manifest("{dataset}", s)) for s in CFG.splits],
+        # per-split manifests, or the pretraining source's single one
+        manifests=lambda w: [str(m) for m in stages_manifests(CFG, w.dataset)],
     output:
         index=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "index.csv"),
     threads: max(1, CFG.frames.workers)

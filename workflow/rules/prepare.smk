@@ -6,3 +6,14 @@ rule prepare:
         "results/logs/{dataset}/prepare.log",
     script:
         "../scripts/prepare.py"
+
+
+# The pretraining source set (`pretrain.dataset`, the Kinetics stand-in): generated like the
+# synthetic target, with one manifest of all its videos instead of per-split ones.
+rule prepare_source:
+    output:
+        manifest=str(paths.pretrain_manifest("{dataset}")),
+    log:
+        "results/logs/{dataset}/prepare_source.log",
+    script:
+        "../scripts/prepare.py"

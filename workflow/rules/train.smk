@@ -19,7 +19,8 @@ rule train:
         manifest=str(paths.manifest("{dataset}", "{split}")),
         index=str(paths.frames_index("{dataset}")),
         # Kinetics weights (model.pretrained / pretrained_dir): missing ones stop the run
-        # before any job starts, naming the file.
+        # before any job starts, naming the file. The default preset's is the pretraining
+        # run's model.pt (rule pretrain below): built first, once, for every split and variant.
         pretrained=lambda w: stages_pretrained_inputs(CFG, w.variant),
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
@@ -33,3 +34,22 @@ rule train:
         "results/logs/{dataset}/split{split}/{variant}/train.log",
     script:
         "../scripts/train.py"
+
+
+# The Kinetics stand-in (`pretrain:`): one single-stream run from scratch on the synthetic
+# source set, whose model.pt the runs fine-tune from (model.pretrained). Resumable like a
+# training run; its params are the digest of what it trains, so an edit retrains it and,
+# through their own digests, every run that starts from it.
+rule pretrain:
+    input:
+        manifest=str(paths.pretrain_manifest("{source}")),
+        index=str(paths.frames_index("{source}")),
+    output:
+        model=str(paths.pretrain_model("{source}")),
+    params:
+        signature=lambda w: stages_pretrain_signature(CFG),
+    threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
+    log:
+        "results/logs/pretrain/{source}/train.log",
+    script:
+        "../scripts/pretrain.py"
