@@ -170,7 +170,8 @@ class PretrainConfig:
 # The config sections that decide what a training run learns (given its dataset): what
 # the train rule's params digest and what resuming a run compares. The rest (datasets,
 # splits, variants, eval, report, preset) says which runs exist and how they are reported.
-# `pretrain` counts because a run that fine-tunes from the pretraining run learns from it.
+# `pretrain` counts for a run that fine-tunes from the pretraining run (only such runs keep
+# the section: asnet.stages.run_config).
 TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa", "pretrain")
 
 

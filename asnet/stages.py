@@ -3,6 +3,7 @@ each `asnet` subcommand runs. Paths come from asnet.paths, so both agree."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -209,16 +210,17 @@ def run_config(cfg: Config, variant: str) -> Config:
     out = with_overrides(cfg, get_variant(variant).overrides)
     if fine_tunes_from_pretrain(out) and any(getattr(out.model, k) != getattr(cfg.model, k) for k in _BACKBONE_KEYS):
         out = with_overrides(out, {"model.pretrained": None})
-    return out
+    # A run's config holds `pretrain` only if it starts from that run: then a pretraining edit
+    # stops it from resuming (asnet.train.loop), and no other run's.
+    return out if fine_tunes_from_pretrain(out) else dataclasses.replace(out, pretrain=None)
 
 
 def pretrain_config(cfg: Config) -> Config:
     """The pretraining run's configuration: the preset's backbone, input and training settings,
-    from scratch on the source set with `pretrain.epochs`/`pretrain.lr`. SPA and the fusion are
-    left at their defaults: a single stream uses neither, so editing them (or sweeping SPA)
-    neither retrains the source model nor stops it from resuming."""
-    import dataclasses
-
+    from scratch on the source set (its only dataset) with `pretrain.epochs`/`pretrain.lr` as
+    train.epochs/lr, so raising the epochs resumes it like any run. SPA and the fusion are left
+    at their defaults: a single stream uses neither, so editing them (or sweeping SPA) neither
+    retrains the source model nor stops it from resuming."""
     from asnet.config import SPAConfig
 
     if cfg.pretrain is None:
@@ -228,7 +230,7 @@ def pretrain_config(cfg: Config) -> Config:
     model = dataclasses.replace(cfg.model, fusion="concat", pretrained=None, pretrained_dir=None,
                                 pretrained_release="auto")
     train = dataclasses.replace(cfg.train, epochs=p.epochs, lr=p.lr)
-    return dataclasses.replace(cfg, datasets=(p.dataset,), model=model, train=train, spa=SPAConfig())
+    return dataclasses.replace(cfg, datasets=(p.dataset,), model=model, train=train, spa=SPAConfig(), pretrain=None)
 
 
 def pretrain(cfg: Config, progress: bool = True) -> Path:
@@ -284,6 +286,7 @@ def _digest(cfg: Config, dataset: str, extra: dict) -> str:
     import hashlib
 
     c = cfg.to_dict()
+    # `pretrain` enters as its digest (extra), which covers what the pretraining run trains
     keep = {k: c[k] for k in TRAINING_SECTIONS if k != "pretrain"} | extra
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
     for section, key in _LAUNCH_ONLY:

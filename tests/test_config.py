@@ -2,7 +2,7 @@
 
 import pytest
 
-from asnet.config import ConfigError, load_config, parse_overrides
+from asnet.config import ConfigError, load_config, parse_overrides, validate
 
 
 def test_presets_resolve():
@@ -65,3 +65,28 @@ def test_nproc_per_node_must_be_positive():
     with pytest.raises(ConfigError, match="train.nproc_per_node:"):
         load_config(overrides=["train.nproc_per_node=0"])
     assert load_config(overrides=["preset=tiny"]).train.nproc_per_node == 1
+
+
+def test_pretrain_source_shares_no_video_with_the_target():
+    """The same seed would render target videos into the source set: refused, naming the key."""
+    with pytest.raises(ConfigError, match="pretrain.dataset.synthetic.seed: 0 is also datasets\\[synthetic\\]'s seed"):
+        load_config(overrides=["pretrain.dataset.synthetic.seed=0"])
+    with pytest.raises(ConfigError, match="pretrain.dataset.name: 'synthetic' is also a target"):
+        load_config(overrides=["pretrain.dataset.name=synthetic", "model.pretrained=results/pretrain/synthetic/model.pt"])
+    data = load_config().to_dict()
+    del data["pretrain"]["dataset"]["synthetic"]["seed"]
+    with pytest.raises(ConfigError, match="pretrain.dataset.synthetic: 'seed' is a required property"):
+        validate(data)  # the source names its own seed
+    with pytest.raises(ConfigError, match="pretrain.dataset.kind"):  # generated sets only
+        load_config(overrides=["pretrain.dataset.kind=ucf101"])
+
+
+def test_model_pretrained_must_name_the_configured_pretraining_run():
+    cfg = load_config()
+    assert cfg.model.pretrained == f"results/pretrain/{cfg.pretrain.dataset.name}/model.pt"
+    with pytest.raises(ConfigError, match="model.pretrained: results/pretrain/other/model.pt is not the configured "
+                                          "pretraining run's model.pt; set it to results/pretrain/synthetic_source"):
+        load_config(overrides=["model.pretrained=results/pretrain/other/model.pt"])
+    with pytest.raises(ConfigError, match="no `pretrain:` section"):
+        load_config(overrides=["pretrain=null"])
+    assert load_config(overrides=["pretrain=null", "model.pretrained=null"]).pretrain is None

@@ -11,6 +11,7 @@ import pytest
 from asnet.data.splits import build_manifest
 from asnet.data.synthetic import (
     CLASS_NAMES,
+    TARGET_CLASSES,
     SyntheticSpec,
     generate,
     group_background,
@@ -178,6 +179,53 @@ def test_class_is_carried_by_actor_motion(clip: int) -> None:
             assert 0.2 < dark.mean() < 0.8, (name, dark.mean())
         elif name == "Figure8":
             assert span[0] >= 4 and span[1] >= 2, name
+        elif name == "Pendulum":
+            # an arc: highest (smallest y) at both ends of the swing, lowest in the middle
+            assert span[0] >= 4 and span[1] >= 1, name
+            x_off = np.abs(off[:, 0])
+            assert np.corrcoef(x_off, ctr[:, 1])[0, 1] < -0.8, name
+        elif name == "Squash":
+            w_, h_ = sides, v.boxes[:, 3] - v.boxes[:, 1]
+            assert span.max() <= 1 and w_.max() - w_.min() >= 3, name
+            assert np.corrcoef(w_, h_)[0, 1] < -0.8, name  # width and height in antiphase
+        elif name == "Flash":
+            assert span.max() == 0 and (sides == sides[0]).all(), name
+            cx, cy = ctr[0].astype(int)
+            colours = {tuple(c) for c in v.frames[:, cy, cx] // 32}
+            lum = v.frames[:, cy, cx].astype(np.float64).mean(axis=1)
+            assert len(colours) >= 2 and lum.min() > 60, name  # two hues, never dark (unlike Blink)
+        elif name == "Stomp":
+            assert span[1] >= 4 and span[0] == 0, name
+            # |sin| lingers near its peak: Stomp spends most frames down low (Hop: up high)
+            y = ctr[:, 1]
+            assert y.max() - np.median(y) < np.median(y) - y.min(), name
+        else:
+            raise AssertionError(f"class {name} has no motion check")
+
+
+def test_source_classes_leave_the_target_unchanged() -> None:
+    """The source-only classes are appended: a target video renders the same whether the spec
+    has 8 classes or all of them, and the target set never sees a source-only class."""
+    target = SyntheticSpec(n_classes=TARGET_CLASSES, groups=3, clips_per_group=1, frames=16, seed=2)
+    wide = SyntheticSpec(**{**target.__dict__, "n_classes": len(CLASS_NAMES)})
+    assert len(CLASS_NAMES) - TARGET_CLASSES >= 4 and wide.class_names[:TARGET_CLASSES] == target.class_names
+    for ci in range(TARGET_CLASSES):
+        a, b = render_video(target, ci, 2, 1), render_video(wide, ci, 2, 1)
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.boxes, b.boxes)
+
+
+def test_actor_centred_source_framing() -> None:
+    """off_centre = 0 (the source set, like Kinetics' framing): every actor in the middle third."""
+    spec = SyntheticSpec(n_classes=len(CLASS_NAMES), groups=3, clips_per_group=2, frames=16, seed=1, off_centre=0.0)
+    for g in range(1, 4):
+        bg = group_background(spec, g)
+        for ci in range(spec.n_classes):
+            for c in (1, 2):
+                v = render_video(spec, ci, g, c, background=bg)
+                w = v.frames.shape[2]
+                x = _centres(v.boxes)[:, 0]
+                centre_x = (x.min() + x.max()) / 2  # 16 frames cover a whole period: the base centre
+                assert w / 3 - 1 <= centre_x <= 2 * w / 3 + 1, (CLASS_NAMES[ci], centre_x, w)
 
 
 def test_spec_validation() -> None:
