@@ -36,10 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 # tests/test_workflow.py), plus the profile a user's `snakemake` picks up and .dvcignore.
 WORKTREE = ("dvc.yaml", "Snakefile", "workflow", "config", "asnet", "profiles", ".dvcignore")
 PRESET = ["--config", "preset=tiny"]
-# Everything the three stages of dvc.yaml write on the tiny preset, upstream first: the
+# Everything the four stages of dvc.yaml write on the tiny preset, upstream first: the
 # groups the mtime scramble below orders against the DAG.
 OUT_GROUPS = (
-    ("data/synthetic_tiny",),
+    ("data/synthetic_tiny", "data/synthetic_tiny_source"),
+    ("results/pretrain/synthetic_tiny_source",),
     ("results/checkpoints/synthetic_tiny",),
     ("results/eval/synthetic_tiny",),
     ("results/table6.tex", "results/table6.csv", "results/table6_metrics.csv"),
@@ -106,7 +107,7 @@ def test_pull_from_a_dvc_remote_leaves_nothing_to_train(tmp_path: Path) -> None:
 
     # --- the machine that trains: clone, run the pipeline, commit dvc.lock, push
     clone_worktree(repo, WORKTREE)
-    (repo / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\n")
+    (repo / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\nsource: synthetic_tiny_source\n")
     # A user's editable install leaves bytecode in asnet/ (a `dvc.yaml` dep); it must not
     # reach dvc.lock, or the clone below, which has none, would see changed deps.
     _run([sys.executable, "-m", "compileall", "-q", "asnet"], repo)
@@ -118,7 +119,7 @@ def test_pull_from_a_dvc_remote_leaves_nothing_to_train(tmp_path: Path) -> None:
     _git("commit", "-q", "-m", "tiny preset results", cwd=repo)
     tracked = set(_git("ls-files", cwd=repo).stdout.split())
     assert {"dvc.lock", ".dvc/config"} <= tracked
-    assert not any(t.startswith(("data/synthetic_tiny/", "results/")) for t in tracked)
+    assert not any(t.startswith(("data/synthetic_tiny/", "data/synthetic_tiny_source/", "results/")) for t in tracked)
     _dvc("push", cwd=repo)
 
     # --- another machine: a fresh clone and a pull restore every output byte for byte

@@ -88,7 +88,7 @@ def test_dvc_repro_wraps_snakemake_and_is_then_up_to_date(tmp_path: Path) -> Non
     clone = tmp_path / "clone"
     # Uncommitted work in the developer's tree is what is under test: laid over the clone.
     clone_worktree(clone, ("dvc.yaml", "Snakefile", "workflow", "config", "asnet"))
-    (clone / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\n")
+    (clone / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\nsource: synthetic_tiny_source\n")
     dvc = [sys.executable, "-m", "dvc"]
     _run(dvc + ["repro"], clone)
     first = (clone / "results/table6.tex").read_text()
