@@ -240,6 +240,12 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
 
     pcfg = pretrain_config(cfg)
     source = pcfg.datasets[0].name
+    for need in (paths.pretrain_manifest(source), paths.frames_index(source)):
+        if not need.exists():
+            raise FileNotFoundError(
+                f"{need} not found: generate and extract the source set first (asnet prepare --dataset {source} "
+                f"&& asnet extract --dataset {source}), or let Snakemake do it: snakemake {paths.pretrain_model(source)}"
+            )
     return train_run(pcfg, paths.pretrain_manifest(source), paths.frames_dir(source), paths.pretrain_dir(source),
                      "single", progress=progress)
 

@@ -48,3 +48,12 @@ def test_real_dataset_without_root_says_what_to_set(tmp_path: Path) -> None:
     proc = _asnet("prepare", "--dataset", "ucf101", "--set", "preset=paper", cwd=tmp_path)
     assert proc.returncode == 2
     assert "datasets[ucf101].root" in proc.stderr and "config/config.yaml" in proc.stderr
+
+
+def test_pretrain_says_what_is_missing(tmp_path: Path) -> None:
+    proc = _asnet("pretrain", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "data/synthetic_source/manifests/pretrain.csv not found" in proc.stderr
+    assert "asnet prepare --dataset synthetic_source" in proc.stderr
+    proc = _asnet("pretrain", "--set", "pretrain=null", "--set", "model.pretrained=null", cwd=tmp_path)
+    assert proc.returncode == 2 and "no `pretrain:` section" in proc.stderr
