@@ -15,16 +15,22 @@
     asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
+Bad input (config, overrides, missing inputs, unreadable checkpoints) exits with status 2
+and one error message, before any expensive work where it can be checked up front.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import sys
 from pathlib import Path
 
 from asnet.config import ConfigError, load_config
+
+# Packages of an optional extra (pyproject.toml) that a command may need: name -> extra.
+OPTIONAL_PACKAGES = {"matplotlib": "figures"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -121,6 +127,21 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.figure5(cfg, args.out, args.videos))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as exc:
+        # Safety net for a checkpoint loaded outside asnet.train.checkpoint (which names the
+        # file): torch's own text advises weights_only=False, which must never reach a user.
+        from asnet.train.checkpoint import load_error_detail
+
+        print(f"asnet {args.command}: error: a checkpoint does not load with weights_only=True "
+              f"({load_error_detail(exc)}); check model.pretrained / model.pretrained_dir", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_PACKAGES.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"asnet {args.command}: error: {exc.name} is not installed; it comes with the "
+              f"[{extra}] extra: pip install -e '.[{extra}]'", file=sys.stderr)
         return 2
     return 0
 

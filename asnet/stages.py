@@ -91,6 +91,32 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
     return out
 
 
+def manifest_of(cfg: Config, dataset: str, split: int) -> Path:
+    """The manifest of a configured (dataset, split), checked before any work starts.
+
+    ConfigError when the dataset or split is not configured (listing the configured ones);
+    FileNotFoundError naming the command that writes the manifest when it is missing.
+    """
+    cfg.dataset(dataset)
+    if split not in cfg.splits:
+        listed = ", ".join(map(str, cfg.splits))
+        raise ConfigError(f"split {split} is not configured (splits: {listed}); pass --split {listed.replace(', ', ' or ')} "
+                          f"or add {split} to `splits` in config/config.yaml (or --set 'splits=[...]')")
+    path = paths.manifest(dataset, split)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: manifest not found; write it with `asnet prepare --dataset {dataset}` "
+                                f"(or `snakemake {path}`)")
+    return path
+
+
+def _frames_of(dataset: str) -> Path:
+    """The extracted frame store of `dataset`; FileNotFoundError naming the command that fills it."""
+    if not paths.frames_index(dataset).exists():
+        raise FileNotFoundError(f"{paths.frames_index(dataset)}: frames not extracted; run "
+                                f"`asnet extract --dataset {dataset}` (or `snakemake {paths.frames_index(dataset)}`)")
+    return paths.frames_dir(dataset)
+
+
 def _check_frame_params(cfg: Config, dataset: str) -> None:
     """Refuse to mix frames extracted with other settings into one store (resume must match)."""
     want = {"short_side": cfg.frames.short_side, "fps": float(cfg.frames.fps)}
@@ -109,7 +135,7 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
 
 def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
     """Every video named by any configured split, once, in a fixed order."""
-    frames = [pd.read_csv(paths.manifest(dataset, s)) for s in cfg.splits]
+    frames = [pd.read_csv(manifest_of(cfg, dataset, s)) for s in cfg.splits]
     return pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video").reset_index(drop=True)
 
 
@@ -179,10 +205,8 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
     from asnet.variants import get_variant
 
     cfg = with_overrides(cfg, get_variant(variant).overrides)
-    return train_run(
-        cfg, paths.manifest(dataset, split), paths.frames_dir(dataset), paths.run_dir(dataset, split, variant),
-        variant, progress=progress,
-    )
+    manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
+    return train_run(cfg, manifest, frames, paths.run_dir(dataset, split, variant), variant, progress=progress)
 
 
 # Config keys that say how a run is launched, not what it trains (threads, workers, processes).
@@ -217,11 +241,16 @@ def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
 
 
 def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
+    """Video-level evaluation of one trained run; a missing input names the command that makes it."""
     from asnet.train.evaluate import evaluate_run
 
+    model = paths.run_dir(dataset, split, variant) / "model.pt"
+    manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
+    if not model.exists():
+        raise FileNotFoundError(f"{model}: no trained model; run `asnet train --dataset {dataset} --split {split} "
+                                f"--variant {variant}` (or `snakemake {model}`)")
     return evaluate_run(
-        paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
-        paths.frames_dir(dataset), paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
+        model, manifest, frames, paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
         progress=progress,
     )
 
