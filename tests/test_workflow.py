@@ -140,3 +140,19 @@ def test_experiment_table_tiny(tmp_path: Path) -> None:
     ck = torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet_fast_spa/model.pt", weights_only=True)
     assert (ck["config"]["spa"]["state_scale"], ck["config"]["spa"]["state_stride"]) == (0.5, 2)
     assert _undeclared_results(tmp_path, "results/table3.tex", "results/spa_cost.tex") == []
+
+
+def test_snakemake_reads_yaml12_floats_and_checks_arch_depth(tmp_path: Path) -> None:
+    """Snakemake parses config files itself (YAML 1.1: `lr: 1e-3` is a string there); the
+    workflow still takes it as a number, and an impossible arch/depth fails before any job."""
+    good = tmp_path / "lr.yaml"
+    good.write_text("preset: tiny\ntrain: {lr: 1e-3}\n")
+    _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+                      "-n", "results/table6.tex", "--configfile", str(good)], REPO)
+    bad = tmp_path / "depth.yaml"
+    bad.write_text("preset: tiny\nmodel: {arch: resnet, depth: 121}\n")
+    proc = subprocess.run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                                       "--cores", "1", "-n", "results/table6.tex", "--configfile", str(bad)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "model.depth: resnet has no depth 121" in proc.stdout + proc.stderr
