@@ -35,6 +35,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from asnet.faults import fault_point
+
 INDEX_COLUMNS: list[str] = ["video", "frames", "height", "width", "src_fps", "src_frames", "status", "reason"]
 BAD_COLUMNS: list[str] = ["video", "status", "reason"]
 STATUS_OK = "ok"
@@ -691,6 +693,7 @@ def extract_videos(
                     os.replace(res.pop("boxes_tmp"), boxes_out)
                 os.replace(res.pop("tmp"), out)
             rows[video] = res
+            fault_point("extract.video_done")
             bar.update(1)
             if res["status"] != STATUS_OK:
                 bar.set_postfix_str(f"{video}: {res['status']}", refresh=False)

@@ -45,6 +45,7 @@ from asnet.config import TRAINING_SECTIONS, Config, from_dict
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
+from asnet.faults import fault_point
 from asnet.models import build_model
 from asnet.models.pretrained import load_pretrained, pretrained_path
 from asnet.spa.agent import ActorCritic
@@ -466,6 +467,7 @@ def _train(
                 if k != "epoch":
                     live.log_metric(k, v)
             live.next_step()
+            fault_point("train.epoch_logged")
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
         rng = _rng_state()
@@ -490,6 +492,7 @@ def _train(
                 state["world_size"] = world
                 state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
             checkpoint.save_atomic(state, state_path)
+            fault_point("train.state_saved")
         ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             if live is not None:
