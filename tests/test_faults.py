@@ -1,0 +1,189 @@
+"""Fault injection: kill -9 at named points of extraction and training (asnet.faults), under
+the CLI and under Snakemake, then rerun and compare every output with an uninterrupted run's
+(files byte for byte, checkpoints by tensors). The tiny preset's 18 synthetic videos are
+extracted with 4 of them made bad (empty, random bytes, two truncated), 2 in each chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asnet import paths, stages
+from asnet.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "synthetic_tiny"
+TINY = ["preset=tiny"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+@contextmanager
+def _in(work: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _corrupt(work: Path) -> list[str]:
+    """Make 4 of the videos bad, 2 in each of the tiny preset's 2 chunks; returns their ids."""
+    manifest = pd.read_csv(work / paths.manifest(DATASET, 1)).sort_values("video").reset_index(drop=True)
+    root = work / paths.raw_dir(DATASET) / "videos"
+    bad = manifest.iloc[:4]
+    (root / bad.iloc[0]["path"]).write_bytes(b"")
+    (root / bad.iloc[1]["path"]).write_bytes(np.random.default_rng(0).bytes(3000))
+    for i in (2, 3):
+        data = (root / bad.iloc[i]["path"]).read_bytes()
+        (root / bad.iloc[i]["path"]).write_bytes(data[: len(data) // 2])
+    return bad["video"].tolist()
+
+
+def _prepared(work: Path) -> Path:
+    cfg = load_config(overrides=TINY)
+    with _in(work):
+        stages.prepare(cfg, DATASET, progress=False)
+    _corrupt(work)
+    return work
+
+
+def _store(work: Path) -> dict[str, str]:
+    """sha256 of every file of the frame store and of the merged bad_videos.csv."""
+    data = work / "data" / DATASET
+    files = sorted((data / "frames").rglob("*")) + [data / "bad_videos.csv"]
+    return {str(f.relative_to(data)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
+def _cli(work: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _decoded(output: str) -> dict[int, tuple[int, int]]:
+    """{chunk: (decoded now, already done)} from extract_videos' summary lines."""
+    found = re.findall(r"\[frames\] \S*chunk(\d+)\S*: .*\((\d+) decoded now, (\d+) already done\)", output)
+    return {int(c): (int(n), int(d)) for c, n, d in found}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """An uninterrupted extraction (CLI) and the hashes of its frame store."""
+    work = _prepared(tmp_path_factory.mktemp("reference"))
+    out = _cli(work, "extract", "--dataset", DATASET)
+    assert _decoded(out.stdout) == {0: (9, 0), 1: (9, 0)}, out.stdout
+    return work, _store(work)
+
+
+# --------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------
+
+
+def test_reference_extraction_has_bad_videos(reference: tuple[Path, dict[str, str]]) -> None:
+    work, _ = reference
+    index = pd.read_csv(work / paths.frames_index(DATASET), keep_default_na=False)
+    counts = index["status"].value_counts().to_dict()
+    assert len(index) == 18 and counts.get("excluded", 0) >= 2 and counts.get("ok", 0) >= 14, counts
+    listed = set(index.loc[index["status"] != "excluded", "video"])
+    stored = {p.name.removesuffix(".npy") for p in (work / paths.frames_dir(DATASET)).glob("*.npy")
+              if not p.name.endswith(".boxes.npy")}
+    assert stored == listed
+
+
+def test_each_chunk_reports_its_own_bad_videos(reference: tuple[Path, dict[str, str]]) -> None:
+    """Item 3: one bad_videos.csv per chunk (its own rows), merged into data/<dataset>/bad_videos.csv."""
+    work, _ = reference
+    merged = pd.read_csv(work / "data" / DATASET / "bad_videos.csv", keep_default_na=False)
+    parts = []
+    for chunk in (0, 1):
+        cdir = work / paths.frames_chunk_dir(DATASET, chunk)
+        index = pd.read_csv(cdir / "index.csv", keep_default_na=False)
+        bad = pd.read_csv(cdir / "bad_videos.csv", keep_default_na=False)
+        assert len(bad) >= 2, f"chunk {chunk} has 2 bad videos"
+        assert set(bad["video"]) == set(index.loc[index["status"] != "ok", "video"])
+        parts.append(bad)
+    assert sorted(pd.concat(parts)["video"]) == sorted(merged["video"])
+    assert not (work / "data" / DATASET / "frames_chunks" / "bad_videos.csv").exists()
+
+
+def test_rerun_of_a_finished_extraction_decodes_nothing(
+    reference: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Item 1: a second `asnet extract` decodes nothing, changes no byte of the frame store,
+    and removes arrays the index does not list."""
+    work = _prepared(tmp_path)
+    _cli(work, "extract", "--dataset", DATASET)
+    assert _store(work) == reference[1]
+    frames = work / paths.frames_dir(DATASET)
+    (frames / "gone.npy").write_bytes(b"an array of a video the index does not list")
+    (frames / "gone.boxes.npy").write_bytes(b"its boxes")
+    again = _cli(work, "extract", "--dataset", DATASET)
+    assert _decoded(again.stdout) == {0: (0, 9), 1: (0, 9)}, again.stdout
+    assert _store(work) == reference[1]
+
+
+def test_cli_extraction_killed_mid_chunk_keeps_finished_videos(
+    reference: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Item 2 (CLI): kill -9 after the 3rd video of chunk 0; the rerun decodes only the rest."""
+    work = _prepared(tmp_path)
+    killed = _cli(work, "extract", "--dataset", DATASET, env={"ASNET_FAULT": "extract.video_done@3:kill"}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    rerun = _cli(work, "extract", "--dataset", DATASET)
+    assert _decoded(rerun.stdout) == {0: (6, 3), 1: (9, 0)}, rerun.stdout
+    assert _store(work) == reference[1]
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, f"snakemake ended before {text!r} appeared in {path}"
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+@pytest.mark.slow
+def test_snakemake_extraction_killed_mid_chunk_keeps_finished_videos(
+    reference: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Item 2 (Snakemake): SIGKILL to Snakemake's whole process group while chunk 0 is
+    between its 3rd and 4th video; `--rerun-incomplete` then keeps the 3 finished videos."""
+    work = tmp_path
+    base = SNAKEMAKE + ["--directory", str(work), "--cores", "1"]
+    subprocess.run(base + [str(paths.manifest(DATASET, 1)), "--config", *TINY], cwd=REPO, check=True,
+                   capture_output=True, timeout=300)
+    _corrupt(work)
+    env = {**os.environ, "ASNET_FAULT": "extract.video_done@3:hang"}
+    proc = subprocess.Popen(base + ["frames", "--config", *TINY], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(work / "results/logs" / DATASET / "extract_chunk0.log", "[fault] extract.video_done", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # A Snakemake killed with -9 leaves its lock: `--unlock` is the documented first step.
+    subprocess.run(base + ["frames", "--unlock", "--config", *TINY], cwd=REPO, check=True, capture_output=True,
+                   timeout=300)
+    rerun = subprocess.run(base + ["frames", "--rerun-incomplete", "--config", *TINY], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert _decoded(rerun.stdout + rerun.stderr) == {0: (6, 3), 1: (9, 0)}, rerun.stdout + rerun.stderr
+    assert _store(work) == reference[1]
