@@ -187,3 +187,66 @@ def test_snakemake_extraction_killed_mid_chunk_keeps_finished_videos(
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert _decoded(rerun.stdout + rerun.stderr) == {0: (6, 3), 1: (9, 0)}, rerun.stdout + rerun.stderr
     assert _store(work) == reference[1]
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+TRAIN = ["preset=tiny", "train.epochs=3"]
+SPLIT, VARIANT = 1, "single"
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def _assert_same_run(run: Path, ref: Path) -> None:
+    """model.pt by tensors and history, dvclive/ byte for byte (it writes no timestamps)."""
+    import torch
+
+    from asnet.train import checkpoint
+
+    got, want = checkpoint.load(run / "model.pt"), checkpoint.load(ref / "model.pt")
+    assert got["model"].keys() == want["model"].keys()
+    assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])
+    assert got["history"] == want["history"]
+    assert _files(run / "dvclive") == _files(ref / "dvclive")
+
+
+@pytest.fixture(scope="module")
+def train_reference(tiny_workdir: Path) -> Path:
+    """An uninterrupted 3-epoch run of the tiny preset."""
+    from asnet.train.loop import train_run
+
+    ref = tiny_workdir / "faults_reference" / VARIANT
+    with _in(tiny_workdir):
+        cfg = load_config(overrides=TRAIN)
+        train_run(cfg, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), ref, VARIANT, progress=False)
+    return tiny_workdir / ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["train.state_saved@1", "train.epoch_logged@1", "train.state_saved@2",
+                                   "train.epoch_logged@2"])
+def test_training_killed_at_an_epoch_boundary_resumes_to_the_same_logs(
+    tiny_workdir: Path, train_reference: Path, point: str
+) -> None:
+    """Item 4: kill -9 between (or after) an epoch's state save and its dvclive log; the
+    resumed run's model and dvclive files equal the uninterrupted run's."""
+    import shutil
+
+    run = tiny_workdir / paths.run_dir(DATASET, SPLIT, VARIANT)
+    shutil.rmtree(run, ignore_errors=True)
+    args = ["train", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT]
+    killed = _cli_train(tiny_workdir, args, {"ASNET_FAULT": f"{point}:kill"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (run / "state" / "last.pt").exists() and not (run / "model.pt").exists()
+    resumed = _cli_train(tiny_workdir, args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_run(run, train_reference)
+
+
+def _cli_train(work: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress"] + [a for o in TRAIN for a in ("--set", o)]
+    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})

@@ -7,7 +7,8 @@ the CNN step, and serves both: this saves a second T-step rollout per iteration 
 paper does not say whether SPA replays after the CNN step).
 
 Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch),
-`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs).
+`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs, written
+after the epoch's state and rebuilt from it on resume: equal to an uninterrupted run's).
 
 Under `torchrun` (WORLD_SIZE > 1; see asnet.train.distributed) the CNN and the SPA agent
 are wrapped in DistributedDataParallel. The global batch stays `train.batch_size` (each of
@@ -248,11 +249,27 @@ def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         )
 
 
-def _open_live(run_dir: Path, resume: bool):
+def _log_epoch(live: Any, metrics: dict[str, float]) -> None:
+    for k, v in metrics.items():
+        if k != "epoch":
+            live.log_metric(k, v)
+    live.next_step()
+
+
+def _open_live(run_dir: Path, history: list[dict[str, float]]):
+    """dvclive's logs, rebuilt from the epochs `state/last.pt` holds.
+
+    A resumed run does not trust what is on disk: a kill after an epoch's state was saved
+    and before its log was written would lose that epoch, and dvclive's own resume repeats
+    step 0 after a run killed in its first epoch. Replaying the saved history gives the
+    files an uninterrupted run writes (dvclive writes no timestamps by default)."""
     from dvclive import Live
 
     # Under Snakemake/DVC: never touch dvc.yaml, never create DVC experiments.
-    return Live(str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=resume, report=None)
+    live = Live(str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=False, report=None)
+    for metrics in history:
+        _log_epoch(live, metrics)
+    return live
 
 
 def _rank_seed(*parts: int) -> int:
@@ -386,7 +403,7 @@ def _train(
         train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
         if parts.agent is not None:
             train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids)
-    live = _open_live(run_dir, resume=start_epoch > 0) if info.is_main else None
+    live = _open_live(run_dir, history) if info.is_main else None
     sha = checkpoint.git_sha()
     if info.is_main:
         log.info(
@@ -462,12 +479,6 @@ def _train(
         else:
             parts.scheduler.step(metrics["train_loss"])
         history.append(metrics)
-        if live is not None:
-            for k, v in metrics.items():
-                if k != "epoch":
-                    live.log_metric(k, v)
-            live.next_step()
-            fault_point("train.epoch_logged")
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
         rng = _rng_state()
@@ -493,6 +504,11 @@ def _train(
                 state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
             checkpoint.save_atomic(state, state_path)
             fault_point("train.state_saved")
+        if live is not None:
+            # Logged after the state is saved: what dvclive shows is always resumable, and
+            # a kill in between is repaired by _open_live's replay.
+            _log_epoch(live, metrics)
+            fault_point("train.epoch_logged")
         ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             if live is not None:
