@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from asnet import paths
-from asnet.config import REPO_ROOT, TRAINING_SECTIONS, Config, ConfigError, DatasetConfig, with_overrides
+from asnet.config import REPO_ROOT, Config, ConfigError, DatasetConfig, run_shaping, with_overrides
 
 log = logging.getLogger(__name__)
 
@@ -197,25 +197,19 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
     )
 
 
-# Config keys that say how a run is launched, not what it trains (threads, workers, processes).
-_LAUNCH_ONLY = {("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"), ("frames", "workers"),
-                ("frames", "chunks"), ("frames", "timeout_s")}
-
-
 def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     """Digest of everything that decides what a (dataset, variant) run trains, after the
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
-    (config edits otherwise leave existing checkpoints standing). Launch details, the device,
-    other datasets and the report settings are left out."""
+    (config edits otherwise leave existing checkpoints standing). Launch details
+    (config.LAUNCH_ONLY_KEYS, which resuming ignores too), the device, other datasets and
+    the report settings are left out."""
     import hashlib
 
     from asnet.variants import get_variant
 
     c = with_overrides(cfg, get_variant(variant).overrides).to_dict()
-    keep = {k: c[k] for k in TRAINING_SECTIONS}
+    keep = run_shaping(c)
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
-    for section, key in _LAUNCH_ONLY:
-        keep[section].pop(key, None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from asnet.config import TRAINING_SECTIONS, Config, from_dict
+from asnet.config import RESUMABLE_KEYS, Config, from_dict, run_shaping
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
@@ -209,16 +209,6 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-# Keys that may change between a run and its resumption without changing what is trained.
-# train.nproc_per_node only says how the Snakemake rule launches the run (resuming with
-# another process count is allowed, as for a torchrun started by hand), and checkpoints
-# written before the key existed lack it.
-_RESUME_FREE = {
-    ("train", "epochs"), ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
-    ("frames", "workers"), ("device",),
-}
-
-
 def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -228,24 +218,31 @@ def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
     return [] if a == b else [prefix]
 
 
-def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    """Refuse to resume a run whose saved config differs in anything that shapes training.
+def _check_resumable(ck: dict[str, Any], cfg: Config, path: Path) -> None:
+    """Refuse to resume from checkpoint `ck` (at `path`) a run that `cfg` would train otherwise.
 
-    TRAINING_SECTIONS count, and every dataset defined in both configs (the run's own among
-    them) must be defined alike; adding a dataset, a split, a variant or a table to the
-    config must not stop an interrupted run of another one from resuming."""
-    now = cfg.to_dict()
-    old = {k: saved.get(k) for k in TRAINING_SECTIONS}
-    new = {k: now.get(k) for k in TRAINING_SECTIONS}
+    What counts is config.run_shaping (the keys the train rule's digest covers, so a config
+    edit that retrains nothing never blocks a resume), and every dataset defined in both
+    configs (the run's own among them) must be defined alike; adding a dataset, a split, a
+    variant or a table to the config must not stop an interrupted run of another one from
+    resuming. train.epochs may grow, not shrink below the epochs already trained."""
+    saved = ck["config"]
+    old, new = run_shaping(saved), run_shaping(cfg.to_dict())
     old_ds = {d["name"]: d for d in saved.get("datasets", [])}
-    new_ds = {d["name"]: d for d in now["datasets"]}
+    new_ds = {d["name"]: d for d in cfg.to_dict()["datasets"]}
     for name in sorted(set(old_ds) & set(new_ds)):
         old[f"datasets[{name}]"], new[f"datasets[{name}]"] = old_ds[name], new_ds[name]
-    diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in _RESUME_FREE]
+    diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in RESUMABLE_KEYS]
     if diffs:
         raise ValueError(
             f"{path} was written by a run with a different configuration ({', '.join(diffs[:8])}); "
             f"delete {path.parent.parent} to train from scratch, or restore the old configuration to resume"
+        )
+    trained = int(ck["epoch"]) + 1
+    if trained > cfg.train.epochs:
+        raise ValueError(
+            f"{path} holds a run trained for {trained} epochs, but train.epochs is {cfg.train.epochs}; "
+            f"delete {path.parent.parent} to train from scratch, or set train.epochs >= {trained}"
         )
 
 
@@ -353,7 +350,7 @@ def _train(
     start_epoch, history = 0, []
     if state_path.exists():
         ck = checkpoint.load(state_path, rt.device)
-        _check_resumable(ck["config"], cfg, state_path)
+        _check_resumable(ck, cfg, state_path)
         parts.model.load_state_dict(ck["model"])
         parts.optimizer.load_state_dict(ck["optimizer"])
         parts.scheduler.load_state_dict(ck["scheduler"])
