@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,8 +235,6 @@ def test_training_killed_at_an_epoch_boundary_resumes_to_the_same_logs(
 ) -> None:
     """Item 4: kill -9 between (or after) an epoch's state save and its dvclive log; the
     resumed run's model and dvclive files equal the uninterrupted run's."""
-    import shutil
-
     run = tiny_workdir / paths.run_dir(DATASET, SPLIT, VARIANT)
     shutil.rmtree(run, ignore_errors=True)
     args = ["train", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT]
@@ -250,3 +249,107 @@ def test_training_killed_at_an_epoch_boundary_resumes_to_the_same_logs(
 def _cli_train(work: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress"] + [a for o in TRAIN for a in ("--set", o)]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation, and training + evaluation under Snakemake
+# --------------------------------------------------------------------------------------
+
+RUN = ["train", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT]
+EVAL = ["evaluate", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT]
+
+
+@pytest.fixture(scope="module")
+def run_reference(reference: tuple[Path, dict[str, str]]) -> dict[str, object]:
+    """The tiny preset's single-stream run trained and evaluated uninterrupted (CLI) on the
+    reference frames: its run folder and evaluation files."""
+    work = reference[0]
+    _cli(work, *RUN)
+    _cli(work, *EVAL)
+    return {"run": work / paths.run_dir(DATASET, SPLIT, VARIANT),
+            "eval": _files(work / paths.eval_dir(DATASET, SPLIT, VARIANT))}
+
+
+def _kill_when(proc: subprocess.Popen, path: Path, timeout: float = 300) -> bool:
+    """SIGKILL `proc`'s process group as soon as `path` exists; False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.005)
+    assert proc.poll() is not None, f"{path} never appeared"
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["eval folder created", "predictions.csv written"])
+def test_cli_evaluation_killed_then_rerun_writes_the_same_files(
+    reference: tuple[Path, dict[str, str]], run_reference: dict[str, object], when: str
+) -> None:
+    work = reference[0]
+    out = work / paths.eval_dir(DATASET, SPLIT, VARIANT)
+    shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "asnet.cli", *EVAL, "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    _kill_when(proc, out if when == "eval folder created" else out / "predictions.csv")
+    _cli(work, *EVAL)
+    assert _files(out) == run_reference["eval"]
+
+
+@pytest.mark.slow
+def test_snakemake_training_and_evaluation_killed_then_rerun_equal_an_uninterrupted_run(
+    reference: tuple[Path, dict[str, str]], run_reference: dict[str, object], tmp_path: Path
+) -> None:
+    """kill -9 of the training job right after its first epoch's state is saved (Snakemake
+    reports the failed job), then SIGKILL to Snakemake's process group while it evaluates;
+    each rerun ends with the uninterrupted run's model, dvclive logs and evaluation files."""
+    work = tmp_path
+    base = SNAKEMAKE + ["--directory", str(work), "--cores", "1"]
+    subprocess.run(base + [str(paths.manifest(DATASET, 1)), "--config", *TINY], cwd=REPO, check=True,
+                   capture_output=True, timeout=300)
+    _corrupt(work)
+    target = [str(paths.eval_dir(DATASET, SPLIT, VARIANT) / "metrics.json"), "--config", *TINY]
+    killed = subprocess.run(base + target, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "ASNET_FAULT": "train.state_saved@1:kill"})
+    assert killed.returncode != 0 and "Error in rule train" in killed.stdout + killed.stderr
+    run = work / paths.run_dir(DATASET, SPLIT, VARIANT)
+    assert (run / "state" / "last.pt").exists() and not (run / "model.pt").exists()
+
+    proc = subprocess.Popen(base + target, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    assert _kill_when(proc, work / "results/logs" / DATASET / f"split{SPLIT}" / VARIANT / "evaluate.log")
+    subprocess.run(base + ["--unlock", *target], cwd=REPO, check=True, capture_output=True, timeout=300)
+    rerun = subprocess.run(base + ["--rerun-incomplete", *target], cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "resuming" in (work / "results/logs" / DATASET / f"split{SPLIT}" / VARIANT / "train.log").read_text()
+    assert _store(work) == reference[1]
+    _assert_same_run(run, run_reference["run"])
+    assert _files(work / paths.eval_dir(DATASET, SPLIT, VARIANT)) == run_reference["eval"]
+
+
+# --------------------------------------------------------------------------------------
+# Bad input of this machinery
+# --------------------------------------------------------------------------------------
+
+
+def test_frame_store_of_other_settings_names_both_folders_to_delete(
+    reference: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asnet.config import ConfigError
+
+    monkeypatch.chdir(reference[0])
+    other = load_config(overrides=TINY + ["frames.short_side=32"])
+    with pytest.raises(ConfigError, match=r"frames: .*short_side.*delete it and data/synthetic_tiny/frames_chunks"):
+        stages.extract_chunk(other, DATASET, 0, progress=False)
+
+
+def test_malformed_fault_spec_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asnet.faults import fault_point
+
+    monkeypatch.setenv("ASNET_FAULT", "extract.video_done@2:explode")
+    with pytest.raises(ValueError, match=r"ASNET_FAULT=.*expected <point>\[@<n>\]:kill"):
+        fault_point("extract.video_done")
