@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -141,20 +140,10 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
     )
 
 
-def _write_csv_if_changed(df: pd.DataFrame, path: Path) -> None:
-    """Leave an identical file untouched (its mtime too: nothing downstream looks changed)."""
-    text = df.to_csv(index=False)
-    if path.exists() and path.read_text() == text:
-        return
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
     """Merge the chunks' indexes into the frame store's index.csv and bad_videos.csv, and
     delete arrays the index does not list (videos now excluded or no longer configured)."""
-    from asnet.data.frames import INDEX_COLUMNS, STATUS_EXCLUDED, read_index
+    from asnet.data.frames import INDEX_COLUMNS, STATUS_EXCLUDED, read_index, write_csv
 
     out = paths.frames_dir(dataset)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,9 +158,9 @@ def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
     for f in out.glob("*.npy*"):  # arrays, box arrays and temp files of killed runs
         if f.name.partition(".npy")[0].removesuffix(".boxes") not in stored or ".npy.tmp" in f.name:
             f.unlink()
-    _write_csv_if_changed(index, out / "index.csv")
+    write_csv(index, out / "index.csv")
     bad = index[index["status"] != "ok"]
-    _write_csv_if_changed(bad, out.parent / "bad_videos.csv")
+    write_csv(bad, out.parent / "bad_videos.csv")
     counts = index["status"].value_counts().to_dict()
     print(f"{dataset}: frames of {len(index)} videos in {out}: ok {counts.get('ok', 0)}, "
           f"repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)} (see {out.parent / 'bad_videos.csv'})")

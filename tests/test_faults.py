@@ -68,8 +68,10 @@ def _store(work: Path) -> dict[str, str]:
     return {str(f.relative_to(data)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 
-def _cli(work: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+def _cli(work: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
+         overrides: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress"]
+    cmd += [a for o in TINY + list(overrides) for a in ("--set", o)]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -126,16 +128,24 @@ def test_each_chunk_reports_its_own_bad_videos(reference: tuple[Path, dict[str, 
 def test_rerun_of_a_finished_extraction_decodes_nothing(
     reference: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
-    """Item 1: a second `asnet extract` decodes nothing, changes no byte of the frame store,
-    and removes arrays the index does not list."""
+    """Item 1: a second `asnet extract` decodes nothing (with a timeout no video could meet,
+    as in the issue), changes no byte of the frame store, and removes arrays the index does
+    not list; nor does a third with another chunking."""
     work = _prepared(tmp_path)
     _cli(work, "extract", "--dataset", DATASET)
     assert _store(work) == reference[1]
     frames = work / paths.frames_dir(DATASET)
     (frames / "gone.npy").write_bytes(b"an array of a video the index does not list")
     (frames / "gone.boxes.npy").write_bytes(b"its boxes")
-    again = _cli(work, "extract", "--dataset", DATASET)
+    data = work / "data" / DATASET
+    stamps = {f: f.stat().st_mtime_ns for f in data.rglob("*") if f.is_file() and not f.name.startswith("gone.")}
+    again = _cli(work, "extract", "--dataset", DATASET, overrides=("frames.timeout_s=0.01",))
     assert _decoded(again.stdout) == {0: (0, 9), 1: (0, 9)}, again.stdout
+    assert _store(work) == reference[1]
+    # Not even a timestamp changes: Snakemake sees no newer input downstream.
+    assert {f: f.stat().st_mtime_ns for f in stamps} == stamps
+    rechunked = _cli(work, "extract", "--dataset", DATASET, overrides=("frames.chunks=3",))
+    assert _decoded(rechunked.stdout) == {0: (0, 6), 1: (0, 6), 2: (0, 6)}, rechunked.stdout
     assert _store(work) == reference[1]
 
 

@@ -536,10 +536,16 @@ def _failed(task: dict[str, Any], reason: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write `df` atomically; an identical file is left untouched, mtime included, so a rerun
+    that changes nothing makes nothing downstream look newer (Snakemake compares mtimes)."""
+    path = Path(path)
+    text = df.to_csv(index=False)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    df.to_csv(tmp, index=False)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -565,9 +571,9 @@ def read_index(frames_dir: Path) -> pd.DataFrame:
 def _write_index(rows: dict[str, dict[str, Any]], index_path: Path, bad_path: Path) -> pd.DataFrame:
     df = pd.DataFrame([{c: r.get(c) for c in INDEX_COLUMNS} for r in rows.values()], columns=INDEX_COLUMNS)
     df["reason"] = df["reason"].fillna("")
-    _atomic_csv(df, index_path)
+    write_csv(df, index_path)
     bad = df.loc[df["status"] != STATUS_OK, BAD_COLUMNS]
-    _atomic_csv(bad, bad_path)
+    write_csv(bad, bad_path)
     return df
 
 
