@@ -1,7 +1,9 @@
-"""Fault injection: kill -9 at named points of extraction and training (asnet.faults), under
-the CLI and under Snakemake, then rerun and compare every output with an uninterrupted run's
-(files byte for byte, checkpoints by tensors). The tiny preset's 18 synthetic videos are
-extracted with 4 of them made bad (empty, random bytes, two truncated), 2 in each chunk."""
+"""Fault injection (issue 12, reruns and kills): kill -9 at named points of extraction and
+training (asnet.faults) and at observed moments of evaluation, under the CLI and under
+Snakemake, then rerun and compare every output with an uninterrupted run's (files byte for
+byte, checkpoints by tensors). The tiny preset's 18 synthetic videos are extracted with 4 of
+them made bad (empty, random bytes, two cut in half), 2 in each of its 2 chunks. The README's
+Reliability section lists what is covered; keep it in step."""
 
 from __future__ import annotations
 
