@@ -161,6 +161,33 @@ class ReportConfig:
 # splits, variants, eval, report, preset) says which runs exist and how they are reported.
 TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa")
 
+# The keys of TRAINING_SECTIONS that say how a run is launched, not what it learns: the one
+# list that both the train rule's digest (stages.train_signature) and resuming
+# (loop._check_resumable) leave out. frames.timeout_s can decide which videos an extraction
+# excludes, but a run learns from the frame store's index, which is the train rule's input
+# (a changed index retrains) and which an extraction never revisits for a changed timeout:
+# the key itself shapes nothing. frames.short_side and frames.fps shape the frames: they stay.
+LAUNCH_ONLY_KEYS = frozenset({
+    ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
+    ("frames", "workers"), ("frames", "chunks"), ("frames", "timeout_s"),
+})
+
+# Keys that shape a run (they are in the digest) and that a run may still resume across:
+# data order and augmentation derive from (seed, epoch) and the LR schedule from the
+# validation losses, so a run stopped after k epochs is the first k epochs of every longer
+# one. More epochs continue it; fewer than it already trained are refused.
+RESUMABLE_KEYS = frozenset({("train", "epochs")})
+
+
+def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
+    """The TRAINING_SECTIONS of a plain config (`Config.to_dict()`, or a checkpoint's)
+    without LAUNCH_ONLY_KEYS: what decides what a training run learns, given its dataset."""
+    keep = {k: copy.deepcopy(config.get(k)) for k in TRAINING_SECTIONS}
+    for section, key in LAUNCH_ONLY_KEYS:
+        if isinstance(keep.get(section), dict):
+            keep[section].pop(key, None)  # absent from checkpoints older than the key
+    return keep
+
 
 @dataclass(frozen=True)
 class Config:
