@@ -178,6 +178,16 @@ LAUNCH_ONLY_KEYS = frozenset({
 # one. More epochs continue it; fewer than it already trained are refused.
 RESUMABLE_KEYS = frozenset({("train", "epochs")})
 
+# Keys added after runs existed, at the value under which they train exactly what the older
+# code trained: left out of run_shaping there, so adding a key neither retrains existing
+# checkpoints (the train rule's digest) nor stops a killed run from resuming.
+NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("model", "pretrained_release"): "auto",
+    ("model", "pretrained_strict"): True,
+    ("model", "shortcut"): None,
+    ("input", "normalization"): "auto",
+}
+
 
 def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
     """The TRAINING_SECTIONS of a plain config (`Config.to_dict()`, or a checkpoint's)
@@ -186,6 +196,9 @@ def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
     for section, key in LAUNCH_ONLY_KEYS:
         if isinstance(keep.get(section), dict):
             keep[section].pop(key, None)  # absent from checkpoints older than the key
+    for (section, key), neutral in NEUTRAL_DEFAULTS.items():
+        if isinstance(keep.get(section), dict) and key in keep[section] and keep[section][key] == neutral:
+            del keep[section][key]
     return keep
 
 
