@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from asnet import hara
 from asnet.depths import DEPTHS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,12 @@ class ModelConfig:
     pretrained: str | None = None
     pretrained_dir: str | None = None
     no_max_pool: bool = False
+    # Which of Hara et al.'s releases the file is (asnet.hara): auto = from its published name.
+    pretrained_release: str = "auto"
+    # A backbone tensor missing from, or unexpected in, the file stops the run unless false.
+    pretrained_strict: bool = True
+    # ResNet shortcut "A"/"B"; None = the release's (2018: A for depth 18/34; 2020: B).
+    shortcut: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ class InputConfig:
     flip: bool = True
     mean: tuple[float, float, float] = (0.4345, 0.4051, 0.3775)
     std: tuple[float, float, float] = (0.2768, 0.2713, 0.2737)
+    # auto: a run that starts from Hara et al.'s file takes that release's normalisation
+    # (asnet.hara); custom, or no published file: mean/std above on [0, 1] inputs.
+    normalization: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,9 @@ class SPAConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     max_clips: int = 0
+    # Test views (asnet.train.evaluate): "hara" = every non-overlapping clip, centre crop
+    # (Hara et al., the paper's protocol); "mmaction_10x3" = 10 spread clips x 3 crops.
+    views: str = "hara"
 
 
 TABLE2_BACKBONES = ("resnet18", "resnet50", "resnet101", "densenet121", "resnext101")
@@ -165,15 +178,63 @@ TABLE2_BACKBONES = ("resnet18", "resnet50", "resnet101", "densenet121", "resnext
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """What the report stage tabulates: Table 2's backbone rows (each trains 3 models)."""
+    """What the report stage tabulates: Table 2's backbone rows (each trains 3 models), and the
+    anchor check's published files (asnet.report.anchor)."""
 
     table2_backbones: tuple[str, ...] = TABLE2_BACKBONES
+    # Folder of Hara et al.'s fine-tuned split-1 files, under their published names.
+    anchor_dir: str = "data/pretrained"
+    # |ours - reported| top-1 points beyond which the anchor check flags the data path. Hara
+    # report 3-split means, we evaluate split 1: split-to-split spread is 1-2 points.
+    anchor_tolerance: float = 3.0
+    # The published files' dataset -> the configured dataset they are evaluated on.
+    anchor_datasets: tuple[tuple[str, str], ...] = (("ucf101", "ucf101"), ("hmdb51", "hmdb51"))
 
 
 # The config sections that decide what a training run learns (given its dataset): what
 # the train rule's params digest and what resuming a run compares. The rest (datasets,
 # splits, variants, eval, report, preset) says which runs exist and how they are reported.
 TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa")
+
+# The keys of TRAINING_SECTIONS that say how a run is launched, not what it learns: the one
+# list that both the train rule's digest (stages.train_signature) and resuming
+# (loop._check_resumable) leave out. frames.timeout_s can decide which videos an extraction
+# excludes, but a run learns from the frame store's index, which is the train rule's input
+# (a changed index retrains) and which an extraction never revisits for a changed timeout:
+# the key itself shapes nothing. frames.short_side and frames.fps shape the frames: they stay.
+LAUNCH_ONLY_KEYS = frozenset({
+    ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
+    ("frames", "workers"), ("frames", "chunks"), ("frames", "timeout_s"),
+})
+
+# Keys that shape a run (they are in the digest) and that a run may still resume across:
+# data order and augmentation derive from (seed, epoch) and the LR schedule from the
+# validation losses, so a run stopped after k epochs is the first k epochs of every longer
+# one. More epochs continue it; fewer than it already trained are refused.
+RESUMABLE_KEYS = frozenset({("train", "epochs")})
+
+# Keys added after runs existed, at the value under which they train exactly what the older
+# code trained: left out of run_shaping there, so adding a key neither retrains existing
+# checkpoints (the train rule's digest) nor stops a killed run from resuming.
+NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("model", "pretrained_release"): "auto",
+    ("model", "pretrained_strict"): True,
+    ("model", "shortcut"): None,
+    ("input", "normalization"): "auto",
+}
+
+
+def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
+    """The TRAINING_SECTIONS of a plain config (`Config.to_dict()`, or a checkpoint's)
+    without LAUNCH_ONLY_KEYS: what decides what a training run learns, given its dataset."""
+    keep = {k: copy.deepcopy(config.get(k)) for k in TRAINING_SECTIONS}
+    for section, key in LAUNCH_ONLY_KEYS:
+        if isinstance(keep.get(section), dict):
+            keep[section].pop(key, None)  # absent from checkpoints older than the key
+    for (section, key), neutral in NEUTRAL_DEFAULTS.items():
+        if isinstance(keep.get(section), dict) and key in keep[section] and keep[section][key] == neutral:
+            del keep[section][key]
+    return keep
 
 
 @dataclass(frozen=True)
@@ -203,6 +264,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists, dicts, scalars), e.g. for checkpoints and logs."""
         return _plain(asdict(self))
+
+    def normalisation(self) -> hara.Normalisation:
+        """The input normalisation the network is trained and evaluated with (asnet.hara)."""
+        return hara.normalisation_of(asdict(self.model), asdict(self.input))
+
+    def shortcut(self) -> str | None:
+        """The ResNet shortcut to build (None: the 2018 release's per-depth default)."""
+        return hara.shortcut_of(asdict(self.model))
 
 
 def _plain(obj: Any) -> Any:
@@ -307,6 +376,7 @@ def validate(data: dict[str, Any]) -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not errors:
         _check_relations(data)
+        _check_pretrained(data)
         return
     lines = []
     for err in errors[:10]:
@@ -358,6 +428,24 @@ def _check_relations(data: dict[str, Any]) -> None:
         )
 
 
+def _check_pretrained(data: dict[str, Any]) -> None:
+    """The model section must match the published checkpoint it starts from (asnet.hara)."""
+    model, inp = data.get("model", {}), data.get("input", {})
+    problems = hara.check_model(model, inp.get("clip_len", 16))
+    if problems:
+        raise ConfigError("\n  ".join(problems))
+
+
+def _report(data: dict[str, Any]) -> ReportConfig:
+    out: dict[str, Any] = dict(data)
+    if "table2_backbones" in out:
+        out["table2_backbones"] = tuple(out["table2_backbones"])
+    if "anchor_datasets" in out:
+        pairs = out["anchor_datasets"]
+        out["anchor_datasets"] = tuple((str(k), str(v)) for k, v in (pairs.items() if isinstance(pairs, dict) else pairs))
+    return ReportConfig(**out)
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """Typed view of an already-resolved mapping."""
     inp = dict(data["input"])
@@ -377,7 +465,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         train=TrainConfig(**data["train"]),
         spa=SPAConfig(**data.get("spa", {})),
         eval=EvalConfig(**data.get("eval", {})),
-        report=ReportConfig(**{k: tuple(v) for k, v in data.get("report", {}).items()}),
+        report=_report(data.get("report", {})),
     )
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from asnet import paths
-from asnet.config import REPO_ROOT, TRAINING_SECTIONS, Config, ConfigError, DatasetConfig, with_overrides
+from asnet.config import REPO_ROOT, Config, ConfigError, DatasetConfig, run_shaping, with_overrides
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
         if have != want:
             raise ConfigError(
                 f"frames: {paths.frames_dir(dataset)} holds frames extracted with {have}, the config asks for {want}; "
-                "delete that folder (or use another dataset name) to re-extract"
+                f"delete it and {paths.frames_done_dir(dataset).parent} (or use another dataset name) to re-extract"
             )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,10 +139,12 @@ def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
 
 
 def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) -> pd.DataFrame:
-    """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into its own folder.
+    """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into the frame store,
+    with the chunk's own index.csv and bad_videos.csv in its folder.
 
-    Chunks are independent Snakemake jobs, so a cluster can spread them; inside a chunk,
-    a killed run resumes without redoing finished videos (extract_videos' index).
+    Chunks are independent Snakemake jobs, so a cluster can spread them. Finished videos are
+    never decoded again: a rerun finds them in the chunk's index, and a chunk killed under
+    Snakemake (whose rerun deletes that index) finds their markers in frames_done_dir.
     """
     from asnet.data.frames import extract_videos
 
@@ -158,34 +159,34 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
 
         gt = read_gt_boxes(gt_path)
     return extract_videos(
-        videos, video_root(cfg, dataset), paths.frames_chunk_dir(dataset, chunk), cfg.frames.short_side,
+        videos, video_root(cfg, dataset), paths.frames_dir(dataset), cfg.frames.short_side,
         cfg.frames.fps, min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s,
         workers=max(1, cfg.frames.workers), gt_boxes=gt, progress=progress,
+        index_dir=paths.frames_chunk_dir(dataset, chunk), done_dir=paths.frames_done_dir(dataset),
     )
 
 
 def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
-    """Move every chunk's frames into the frame store and write its index and bad_videos.csv."""
-    from asnet.data.frames import INDEX_COLUMNS, read_index
+    """Merge the chunks' indexes into the frame store's index.csv and bad_videos.csv, and
+    delete arrays the index does not list (videos now excluded or no longer configured)."""
+    from asnet.data.frames import INDEX_COLUMNS, STATUS_EXCLUDED, read_index, write_csv
 
     out = paths.frames_dir(dataset)
-    parts = []
-    for chunk in range(cfg.frames.chunks):
-        cdir = paths.frames_chunk_dir(dataset, chunk)
-        index = read_index(cdir)
-        for f in cdir.glob("*.npy"):
-            os.replace(f, out / f.name)  # same filesystem: a rename, no copy
-        parts.append(index)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [read_index(paths.frames_chunk_dir(dataset, chunk)) for chunk in range(cfg.frames.chunks)]
     index = pd.concat(parts)[list(INDEX_COLUMNS)].sort_values("video").reset_index(drop=True)
     index["reason"] = index["reason"].fillna("")
-    missing = [v for v, st in zip(index["video"], index["status"], strict=True)
-               if st != "excluded" and not (out / f"{v}.npy").exists()]
+    stored = set(index.loc[index["status"] != STATUS_EXCLUDED, "video"])
+    missing = sorted(v for v in stored if not (out / f"{v}.npy").exists())
     if missing:
         raise FileNotFoundError(f"{out}: frames of {len(missing)} indexed videos are missing (e.g. {missing[:3]}); "
-                                f"delete {out} and extract again")
-    index.to_csv(out / "index.csv", index=False)
+                                f"delete {out} and {paths.frames_done_dir(dataset).parent} and extract again")
+    for f in out.glob("*.npy*"):  # arrays, box arrays and temp files of killed runs
+        if f.name.partition(".npy")[0].removesuffix(".boxes") not in stored or ".npy.tmp" in f.name:
+            f.unlink()
+    write_csv(index, out / "index.csv")
     bad = index[index["status"] != "ok"]
-    bad.to_csv(out.parent / "bad_videos.csv", index=False)
+    write_csv(bad, out.parent / "bad_videos.csv")
     counts = index["status"].value_counts().to_dict()
     print(f"{dataset}: frames of {len(index)} videos in {out}: ok {counts.get('ok', 0)}, "
           f"repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)} (see {out.parent / 'bad_videos.csv'})")
@@ -209,25 +210,19 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
     return train_run(cfg, manifest, frames, paths.run_dir(dataset, split, variant), variant, progress=progress)
 
 
-# Config keys that say how a run is launched, not what it trains (threads, workers, processes).
-_LAUNCH_ONLY = {("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"), ("frames", "workers"),
-                ("frames", "chunks"), ("frames", "timeout_s")}
-
-
 def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     """Digest of everything that decides what a (dataset, variant) run trains, after the
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
-    (config edits otherwise leave existing checkpoints standing). Launch details, the device,
-    other datasets and the report settings are left out."""
+    (config edits otherwise leave existing checkpoints standing). Launch details
+    (config.LAUNCH_ONLY_KEYS, which resuming ignores too), the device, other datasets and
+    the report settings are left out."""
     import hashlib
 
     from asnet.variants import get_variant
 
     c = with_overrides(cfg, get_variant(variant).overrides).to_dict()
-    keep = {k: c[k] for k in TRAINING_SECTIONS}
+    keep = run_shaping(c)
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
-    for section, key in _LAUNCH_ONLY:
-        keep[section].pop(key, None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -251,7 +246,7 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
                                 f"--variant {variant}` (or `snakemake {model}`)")
     return evaluate_run(
         model, manifest, frames, paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
-        progress=progress,
+        progress=progress, eval_cfg=cfg.eval,
     )
 
 
@@ -397,6 +392,20 @@ def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.Da
     return write_spa_cost(rows, out_tex)
 
 
+def anchor_inputs(cfg: Config) -> list[Path]:
+    """The anchor check's inputs: the published files present and their datasets' split-1 data."""
+    from asnet.report.anchor import anchor_inputs as inputs
+
+    return inputs(cfg)
+
+
+def anchor_check(cfg: Config, out_tex: Path = Path("results/anchor_check.tex"), progress: bool = True) -> pd.DataFrame:
+    """results/anchor_check.{tex,csv}: Hara et al.'s published fine-tuned models through our data path."""
+    from asnet.report.anchor import write_anchor_check
+
+    return write_anchor_check(cfg, out_tex, progress)
+
+
 def experiment_inputs(cfg: Config, table: str) -> list[Path]:
     """Every metrics.json an experiment table reads (its rows' and their baselines')."""
     return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})
@@ -426,10 +435,12 @@ def audit(cfg: Config, out_md: Path = Path("results/audit.md")) -> pd.DataFrame:
     """results/audit.{md,csv}: the paper's claims (asnet.report.claims), each judged from this
     run's predictions (rules in asnet.report.audit). Tables whose runs are missing are
     reported as not judged, so the audit can be made from any subset of the targets."""
+    from asnet.report.anchor import audit_lines
     from asnet.report.audit import write_markdown
     from asnet.report.claims import build_claims
 
-    return write_markdown(build_claims(cfg), _audit_header(cfg), out_md)
+    header = _audit_header(cfg) + "\n".join(audit_lines(out_md.parent / "anchor_check.csv"))
+    return write_markdown(build_claims(cfg), header, out_md)
 
 
 def _audit_header(cfg: Config) -> str:

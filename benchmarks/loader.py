@@ -75,6 +75,7 @@ from PIL import Image
 from asnet.data.clips import ClipDataset, clip_indices, pad_collate
 from asnet.data.crops import crop_resize, multiscale_corner_boxes, pixel_window
 from asnet.data.frames import decode_video, extract_videos
+from asnet.hara import Normalisation
 
 FPS = 25
 SRC_W, SRC_H = 320, 240
@@ -214,7 +215,7 @@ def _dir_bytes(paths: list[Path]) -> int:
 def _package_crop(clip: torch.Tensor, box: torch.Tensor, flip: bool) -> torch.Tensor:
     """The training crop of the package: `crop_resize` on a batch of one (B=1, T, H, W, 3) uint8."""
     h, w = torch.tensor([clip.shape[1]]), torch.tensor([clip.shape[2]])
-    return crop_resize(clip[None], box[None], SIZE, MEAN, STD, h, w, torch.tensor([flip]))[0]
+    return crop_resize(clip[None], box[None], SIZE, Normalisation("kinetics", 1.0, MEAN, STD), h, w, torch.tensor([flip]))[0]
 
 
 def crop_resize_u8(

@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from asnet.data.clips import ClipDataset, VideoClips, pad_collate
+from asnet.data.clips import (
+    ClipDataset,
+    VideoClips,
+    eval_clip_indices,
+    hara_clip_indices,
+    pad_collate,
+    spread_clip_indices,
+)
 from asnet.data.frames import INDEX_COLUMNS
 
 # video -> (frames, height, width); every pixel of frame t holds t, so clip contents reveal
@@ -134,16 +141,19 @@ def test_gt_union_over_clip_frames(store: Path) -> None:
 
 def test_video_clips_non_overlapping(store: Path) -> None:
     vc = VideoClips(manifest(["long", "mid", "short"]), store, clip_len=16)
-    expected = {"long": 6, "mid": 2, "short": 1}  # 100 // 16, 40 // 16, padded
+    expected = {"long": 7, "mid": 3, "short": 1}  # ceil(n / 16): the last partial clip is loop-padded
     for i, video in enumerate(["long", "mid", "short"]):
         item = vc[i]
-        n, _, h, w = expected[video], *VIDEOS[video]
+        t, h, w = VIDEOS[video]
+        n = expected[video]
         assert tuple(item["clips"].shape) == (n, 16, h, w, 3)
         ids = item["clips"][:, :, 0, 0, 0]
-        if video == "short":
-            assert ids[0].tolist() == [k % 5 for k in range(16)]
-        else:
-            assert ids.flatten().tolist() == list(range(n * 16))
+        full = t // 16
+        assert ids[:full].flatten().tolist() == list(range(full * 16))
+        tail = t - full * 16  # 4, 8, 5 frames: looped from the tail clip's own start
+        if tail:
+            assert ids[full].tolist() == [full * 16 + k % tail for k in range(16)]
+        assert item["frames"].tolist() == ids.tolist()
         assert item["video"] == video and item["label"] == i and item["gt"].shape == (n, 4)
 
 
@@ -158,9 +168,9 @@ def test_pad_collate_shapes(store: Path) -> None:
 
     vc = VideoClips(manifest(["long", "short"]), store, clip_len=16)
     vb = pad_collate([vc[0], vc[1]])
-    assert tuple(vb["clips"].shape) == (2, 6, 16, 8, 12, 3)
-    assert vb["num_clips"].tolist() == [6, 1] and vb["video"] == ["long", "short"]
-    assert vb["gt"].shape == (2, 6, 4) and torch.isnan(vb["gt"][1, 1:]).all()
+    assert tuple(vb["clips"].shape) == (2, 7, 16, 8, 12, 3)
+    assert vb["num_clips"].tolist() == [7, 1] and vb["video"] == ["long", "short"]
+    assert vb["gt"].shape == (2, 7, 4) and torch.isnan(vb["gt"][1, 1:]).all()
     assert (vb["clips"][1, 1:] == 0).all()
 
 
@@ -179,3 +189,45 @@ def test_excluded_videos_skipped_with_warning(tmp_path: Path) -> None:
 def test_unextracted_video_is_an_error(store: Path) -> None:
     with pytest.raises(FileNotFoundError, match="1 videos have no frames"):
         ClipDataset(manifest(["long", "never_extracted"]), store, 8)
+
+
+def test_hara_clips_loop_pad_their_own_frames() -> None:
+    assert hara_clip_indices(20, 8).tolist() == [list(range(8)), list(range(8, 16)), [16, 17, 18, 19] * 2]
+    assert hara_clip_indices(5, 8).tolist() == [[0, 1, 2, 3, 4, 0, 1, 2]]  # shorter than a clip
+    assert hara_clip_indices(17, 8)[-1].tolist() == [16] * 8  # a one-frame tail repeats that frame
+    for n in (1, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100):
+        for clip_len in (1, 4, 8, 16):
+            idx = hara_clip_indices(n, clip_len)
+            assert idx.shape == (-(-n // clip_len), clip_len)  # ceil(n / L) clips
+            for j, row in enumerate(idx):
+                start = j * clip_len
+                length = min(n, start + clip_len) - start
+                assert row.tolist() == [start + k % length for k in range(clip_len)]
+            assert sorted(set(idx.ravel().tolist())) == list(range(n))  # every frame, once per clip
+    with pytest.raises(ValueError, match="empty video"):
+        hara_clip_indices(0, 8)
+
+
+def test_mmaction_clips_spread_from_first_to_last_full_clip() -> None:
+    idx = spread_clip_indices(100, 16, 10)
+    starts = idx[:, 0].tolist()
+    assert starts == [round(k * 84 / 9) for k in range(10)] == [0, 9, 19, 28, 37, 47, 56, 65, 75, 84]
+    assert (idx == np.array(starts)[:, None] + np.arange(16)).all() and idx.max() == 99
+    assert (spread_clip_indices(16, 16, 10) == np.arange(16)).all()  # one clip fits exactly: 10 copies
+    assert spread_clip_indices(5, 8, 10).tolist() == [[0, 1, 2, 3, 4, 0, 1, 2]] * 10  # loops (out_of_bound 'loop')
+    assert eval_clip_indices(20, 8, "mmaction_10x3").shape == (10, 8)
+    with pytest.raises(ValueError, match="mmaction_10x3"):
+        eval_clip_indices(20, 8, "tencrop")
+
+
+def test_video_clips_padded_tail_gt_and_mmaction_views(store: Path) -> None:
+    t = VIDEOS["mid"][0]  # 40 frames, clips of 16: [0..15], [16..31], [32..39, 32..39]
+    boxes = np.stack([np.arange(t), np.zeros(t), np.arange(t) + 1, np.ones(t)], axis=1).astype(np.float32)
+    np.save(store / "mid.boxes.npy", boxes)
+    item = VideoClips(manifest(["mid"]), store, clip_len=16)[0]
+    assert item["clips"][2, :, 0, 0, 0].tolist() == list(range(32, 40)) * 2
+    np.testing.assert_array_equal(item["gt"][2].numpy(), [32, 0, 40, 1])  # the padded clip's own frames
+    mm = VideoClips(manifest(["mid"]), store, clip_len=16, views="mmaction_10x3")[0]
+    assert tuple(mm["clips"].shape) == (10, 16, *VIDEOS["mid"][1:], 3)
+    assert mm["clips"][:, :, 0, 0, 0].tolist() == spread_clip_indices(40, 16).tolist() == mm["frames"].tolist()
+    np.testing.assert_array_equal(mm["gt"][-1].numpy(), [24, 0, 40, 1])

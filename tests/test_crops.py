@@ -11,6 +11,7 @@ from asnet.data.crops import (
     oracle_boxes,
     random_boxes,
 )
+from asnet.hara import Normalisation
 from asnet.train.inputs import clip_to_frame
 
 H, W = torch.tensor([64, 80]), torch.tensor([128, 80])
@@ -58,13 +59,13 @@ def test_crop_resize_takes_the_right_pixels_and_flips():
     clip = torch.zeros(1, 2, 64, 128, 3, dtype=torch.uint8)
     clip[0, :, 0:32, 96:128, 0] = 255  # red top-right quadrant block
     clip[0, :, 0:32, 112:128, 1] = 255  # its right half also green
-    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    norm = Normalisation("unit", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     box = torch.tensor([[96.0, 0.0, 128.0, 32.0]])
-    x = crop_resize(clip, box, 16, mean, std, torch.tensor([64]), torch.tensor([128]))
+    x = crop_resize(clip, box, 16, norm, torch.tensor([64]), torch.tensor([128]))
     assert x.shape == (1, 3, 2, 16, 16)
     assert torch.allclose(x[0, 0], torch.ones(2, 16, 16))  # all red
     assert x[0, 1, :, :, -1].min() > 0.99 and x[0, 1, :, :, 0].max() < 0.01  # green on the right only
-    xf = crop_resize(clip, box, 16, mean, std, torch.tensor([64]), torch.tensor([128]), flip=torch.tensor([True]))
+    xf = crop_resize(clip, box, 16, norm, torch.tensor([64]), torch.tensor([128]), flip=torch.tensor([True]))
     assert xf[0, 1, :, :, 0].min() > 0.99  # flipped: green on the left
 
 
@@ -72,5 +73,5 @@ def test_full_frame_box_and_padding_ignored():
     clip = torch.zeros(1, 1, 40, 100, 3, dtype=torch.uint8)
     clip[0, :, :, 80:, :] = 255  # padding beyond the true width 80
     b = full_frame_boxes(torch.tensor([40]), torch.tensor([80]))
-    x = crop_resize(clip, b, 8, (0.0,) * 3, (1.0,) * 3, torch.tensor([40]), torch.tensor([80]))
+    x = crop_resize(clip, b, 8, Normalisation("unit", 1.0, (0.0,) * 3, (1.0,) * 3), torch.tensor([40]), torch.tensor([80]))
     assert float(x.max()) == 0.0

@@ -23,7 +23,8 @@ def _episode(stride: int, scale: float = 1.0, labels: bool = True) -> tuple[obje
     clips = torch.randint(0, 255, (2, 8, 40, 60, 3), dtype=torch.uint8)  # (B, T, H, W, 3)
     hs, ws = torch.full((2,), 40), torch.full((2,), 60)
     ep = run_episode(model, agent, clips, hs, ws, torch.tensor([0, 2]) if labels else None, cfg.spa,
-                     dataclasses.replace(cfg.input, clip_len=8), steps=3, deterministic=not labels, autocast=nullcontext)
+                     dataclasses.replace(cfg.input, clip_len=8), steps=3, deterministic=not labels, autocast=nullcontext,
+                     norm=cfg.normalisation())
     return ep, seen
 
 

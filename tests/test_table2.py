@@ -57,7 +57,8 @@ def test_rows_equal_to_a_base_run_reuse_it() -> None:
 
 def test_missing_kinetics_file_stops_before_any_job(tmp_path: Path) -> None:
     cfg = tmp_path / "weights.yaml"
-    cfg.write_text(f"preset: tiny\nmodel: {{pretrained_dir: {tmp_path / 'nowhere'}}}\n")
+    # Width 64 and a published depth: the published files' own (the config check refuses others).
+    cfg.write_text(f"preset: tiny\nmodel: {{pretrained_dir: {tmp_path / 'nowhere'}, depth: 18, width: 64}}\n")
     proc = subprocess.run(SNAKEMAKE + ["-n", "--directory", str(tmp_path), "results/table2.tex", "--configfile", str(cfg)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0

@@ -61,6 +61,8 @@ def test_snakemake_table6_tiny(tmp_path: Path) -> None:
         assert abs(float(row["Split 1"].iloc[0]) - 100 * preds["correct"].mean()) < 1e-3  # csv keeps 4 decimals
     for name in ("model.pt", "state/last.pt", "dvclive/metrics.json"):
         assert (tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet" / name).exists(), name
+    for name in ("scores.npz", "confusion.png"):  # the evaluate rule's declared outputs
+        assert (tmp_path / "results/eval/synthetic_tiny/split1/asnet" / name).stat().st_size > 0, name
     # train.nproc_per_node 1: trained in the rule's own process, no torchrun (tests/test_ddp.py has 2).
     assert "world_size" not in torch.load(tmp_path / "results/checkpoints/synthetic_tiny/split1/asnet/state/last.pt",
                                           weights_only=True)
@@ -81,6 +83,13 @@ def test_snakemake_table6_tiny(tmp_path: Path) -> None:
     dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
                             "results/table6.tex", "--configfile", str(threads), "-n"], REPO)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
+    # Another test protocol re-evaluates the runs (the evaluate rule's params) without retraining.
+    views = tmp_path / "views.yaml"
+    views.write_text("preset: tiny\neval: {views: mmaction_10x3}\n")
+    dry = _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+                            "results/table6.tex", "--configfile", str(views), "-n"], REPO)
+    jobs = dry.stdout[dry.stdout.index("Job stats:"):]
+    assert "evaluate" in jobs and "train" not in jobs, dry.stdout
 
 
 @pytest.mark.slow

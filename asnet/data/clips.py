@@ -139,48 +139,104 @@ class ClipDataset(Dataset):
         }
 
 
-class VideoClips(Dataset):
-    """Evaluation: every non-overlapping clip of one video per item.
+# Test views of `eval.views`: which clips of a video are scored (the spatial crops of each
+# clip are asnet.train.evaluate.view_boxes). The first is the default.
+EVAL_VIEWS = ("hara", "mmaction_10x3")
+MMACTION_CLIPS = 10
 
-    The last partial clip is dropped, unless the video is shorter than one clip; then the
-    video is loop-padded to a single clip.
+
+def hara_clip_indices(n_frames: int, clip_len: int) -> np.ndarray:
+    """Frame indices (N, clip_len) of Hara et al.'s test clips: every non-overlapping clip.
+
+    Clips start at 0, L, 2L, ... and cover [j, min(n, j + L)); a clip shorter than L (the
+    last one, or the only one of a video shorter than L) is loop-padded with its own frames
+    from its start: n=20, L=8 -> [0..7], [8..15], [16, 17, 18, 19, 16, 17, 18, 19].
+    N = ceil(n / L).
+    """
+    if n_frames <= 0:
+        raise ValueError("empty video")
+    if clip_len < 1:
+        raise ValueError("clip_len must be >= 1")
+    starts = np.arange(0, n_frames, clip_len)
+    lengths = np.minimum(n_frames - starts, clip_len)
+    return starts[:, None] + np.arange(clip_len)[None, :] % lengths[:, None]
+
+
+def spread_clip_indices(n_frames: int, clip_len: int, num_clips: int = MMACTION_CLIPS) -> np.ndarray:
+    """Frame indices (num_clips, clip_len) of MMAction2's test clips (SampleFrames with
+    test_mode=True, frame_interval 1): starts round(k * max(n - L, 0) / (num_clips - 1)),
+    evenly spread from the first frame to the last full clip; indices past the end loop
+    (out_of_bound_opt "loop"), so a video shorter than L gives num_clips copies of one
+    looped clip."""
+    if n_frames <= 0:
+        raise ValueError("empty video")
+    if clip_len < 1 or num_clips < 1:
+        raise ValueError("clip_len and num_clips must be >= 1")
+    max_offset = max(n_frames - clip_len, 0)
+    if num_clips > 1:
+        starts = np.round(np.arange(num_clips) * (max_offset / (num_clips - 1))).astype(np.int64)
+    else:
+        starts = np.array([max_offset // 2])
+    return (starts[:, None] + np.arange(clip_len)[None, :]) % n_frames
+
+
+def eval_clip_indices(n_frames: int, clip_len: int, views: str) -> np.ndarray:
+    """Frame indices (N, clip_len) of the test clips of `views` (one of EVAL_VIEWS)."""
+    if views == "hara":
+        return hara_clip_indices(n_frames, clip_len)
+    if views == "mmaction_10x3":
+        return spread_clip_indices(n_frames, clip_len, MMACTION_CLIPS)
+    raise ValueError(f"unknown eval.views {views!r}; use one of {', '.join(EVAL_VIEWS)}")
+
+
+class VideoClips(Dataset):
+    """Evaluation: every test clip of one video per item (``eval_clip_indices``).
+
+    With ``views="hara"`` (default) these are all non-overlapping clips from the first
+    frame, the last partial clip loop-padded (Hara et al.'s test code); ``n_listed`` /
+    ``n_excluded`` count the manifest's rows and those left out as excluded at extraction.
     """
 
-    def __init__(self, manifest: pd.DataFrame, frames_dir: Path, clip_len: int) -> None:
-        """Same manifest/frames_dir conventions as ``ClipDataset``."""
+    def __init__(self, manifest: pd.DataFrame, frames_dir: Path, clip_len: int, views: str = EVAL_VIEWS[0]) -> None:
+        """Same manifest/frames_dir conventions as ``ClipDataset``; `views` is one of EVAL_VIEWS."""
         if clip_len < 1:
             raise ValueError("clip_len must be >= 1")
+        if views not in EVAL_VIEWS:
+            raise ValueError(f"unknown eval.views {views!r}; use one of {', '.join(EVAL_VIEWS)}")
         self.frames_dir = Path(frames_dir)
         self.rows = _usable_rows(manifest, self.frames_dir)
+        self.n_listed = len(manifest)
+        self.n_excluded = self.n_listed - len(self.rows)
         self.videos: list[str] = self.rows["video"].astype(str).tolist()
         self.labels = _labels(self.rows)
         self.clip_len = clip_len
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def clip_starts(self, n_frames: int) -> np.ndarray:
-        """Start frame of each evaluation clip of a video with ``n_frames`` frames."""
-        return np.arange(max(1, n_frames // self.clip_len)) * self.clip_len
+    def clip_frames(self, n_frames: int) -> np.ndarray:
+        """Frame indices (N, clip_len) of the evaluation clips of a video with ``n_frames`` frames."""
+        return eval_clip_indices(n_frames, self.clip_len, self.views)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        """Return ``{"clips": uint8 (N, T, H, W, 3), "label", "index", "video", "height", "width", "gt": (N, 4)}``."""
+        """Return ``{"clips": uint8 (N, T, H, W, 3), "frames": (N, T) frame indices, "label", "index",
+        "video", "height", "width", "gt": (N, 4)}``."""
         if not 0 <= i < len(self):
             raise IndexError(i)
         video = self.videos[i]
         arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
         t, h, w, _ = arr.shape
-        n = len(self.clip_starts(t))
-        if t >= self.clip_len:
-            idx = np.arange(n * self.clip_len)
-            clips = np.array(arr[: n * self.clip_len])
-        else:
-            idx = np.arange(self.clip_len) % t
-            clips = np.array(arr[idx])
-        idx = idx.reshape(n, self.clip_len)
+        idx = self.clip_frames(t)
+        flat = idx.reshape(-1)
+        # Clips tiling a prefix of the video are one slice; padded or spread clips gather
+        # their frames (fancy indexing on the memmap reads only those).
+        full = t >= flat.size and np.array_equal(flat, np.arange(flat.size))
+        clips = np.array(arr[: flat.size]) if full else np.array(arr[flat])
         boxes = _load_boxes(self.frames_dir, video)
         return {
-            "clips": torch.from_numpy(clips.reshape(n, self.clip_len, h, w, 3)),
+            "clips": torch.from_numpy(clips.reshape(*idx.shape, h, w, 3)),
+            "frames": torch.from_numpy(idx),
             "label": self.labels[i],
             "index": i,
             "video": video,

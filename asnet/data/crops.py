@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asnet.hara import Normalisation
+
 CORNERS = ("c", "tl", "tr", "bl", "br")
 
 
@@ -111,13 +113,13 @@ def crop_resize(
     clips: Tensor,
     boxes: Tensor,
     size: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
+    norm: Normalisation,
     heights: Tensor,
     widths: Tensor,
     flip: Tensor | None = None,
 ) -> Tensor:
-    """Cut `boxes` out of uint8 clips, resize to size x size, normalise, optionally h-flip.
+    """Cut `boxes` out of uint8 clips, resize to size x size, normalise (`norm`: the run's
+    Config.normalisation()), optionally h-flip.
 
     clips: uint8 (B, T, Hpad, Wpad, 3), padded on the right/bottom; heights/widths: (B,)
     true frame sizes (boxes are clipped to them, so an out-of-frame box crops its
@@ -137,8 +139,10 @@ def crop_resize(
             antialias = patch.shape[-1] > size or patch.shape[-2] > size
             patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
         out[i] = patch
-    m = torch.tensor(mean, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * 255.0
+    # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the uint8 pixels.
+    to_pixels = 255.0 / norm.value_scale
+    m = torch.tensor(norm.mean, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * to_pixels
+    s = torch.tensor(norm.std, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * to_pixels
     x = (out.float() - m) / s  # (B, T, 3, S, S)
     if flip is not None and bool(flip.any()):
         x[flip] = x[flip].flip(-1)

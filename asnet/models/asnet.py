@@ -57,7 +57,7 @@ class ASNet(nn.Module):
         self.streams = streams
         self.backbone = backbone
         # The backbone's own classifier (Kinetics-sized in pretrained checkpoints) is unused.
-        self.backbone.fc = nn.Identity()
+        self.backbone.reset_classifier(0)
         self.feature_dim: int = backbone.feature_dim
         self.head = FusionHead(self.feature_dim, num_classes, fusion, streams)
 

@@ -51,6 +51,7 @@ Deliberate differences from Hara's code (none change the state dict):
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "ResNet3D",
     "DenseNet3D",
     "build_backbone",
+    "rename_dotted_dense_keys",
     "RESNET_LAYERS",
     "DENSENET_BLOCKS",
 ]
@@ -306,6 +308,12 @@ class ResNet3D(nn.Module):
         """Class logits: (B, 3, T, H, W) -> (B, num_classes)."""
         return self.fc(self.features(x))
 
+    head_name = "fc"
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New `num_classes`-way classifier; 0 removes it (features only, no parameters)."""
+        _reset_classifier(self, num_classes)
+
 
 class _DenseLayer(nn.Sequential):
     """BN-ReLU-1x1x1 conv (4k) - BN-ReLU-3x3x3 conv (k), output concatenated to the input."""
@@ -320,18 +328,21 @@ class _DenseLayer(nn.Sequential):
             ("conv2", _conv3x3x3(bn_size * growth_rate, growth_rate)),
         ]))
         # Hara's checkpoints name these "norm.1", "conv.1", ... (dots); accept them on load.
-        self._register_load_state_dict_pre_hook(_rename_dotted_dense_keys)
+        self._register_load_state_dict_pre_hook(
+            lambda state_dict, prefix, *args: rename_dotted_dense_keys(state_dict, prefix))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([x, super().forward(x)], dim=1)  # (B, C + k, T, H, W)
 
 
-def _rename_dotted_dense_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    for old_name in ("norm.1", "conv.1", "norm.2", "conv.2"):
-        old = prefix + old_name + "."
-        new = prefix + old_name.replace(".", "") + "."
-        for key in [k for k in state_dict if k.startswith(old)]:
-            state_dict[new + key[len(old):]] = state_dict.pop(key)
+_DOTTED = re.compile(r"(denselayer\d+\.)(norm|relu|conv)\.(\d)\.")
+
+
+def rename_dotted_dense_keys(state_dict: dict[str, Any], prefix: str = "") -> None:
+    """In place: Hara's PyTorch-0.3 DenseNet names ``...denselayerN.norm.1.weight`` become the
+    ``...denselayerN.norm1.weight`` that current PyTorch modules use (keys under `prefix`)."""
+    for key in [k for k in state_dict if k.startswith(prefix) and _DOTTED.search(k)]:
+        state_dict[_DOTTED.sub(r"\1\2\3.", key)] = state_dict.pop(key)
 
 
 class DenseNet3D(nn.Module):
@@ -394,6 +405,18 @@ class DenseNet3D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Class logits: (B, 3, T, H, W) -> (B, num_classes)."""
         return self.classifier(self.features(x))
+
+    head_name = "classifier"
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New `num_classes`-way classifier; 0 removes it (features only, no parameters)."""
+        _reset_classifier(self, num_classes)
+
+
+def _reset_classifier(model: ResNet3D | DenseNet3D, num_classes: int) -> None:
+    # One head interface (timm's reset_classifier): callers never hard-code fc vs classifier.
+    head: nn.Module = nn.Linear(model.feature_dim, num_classes) if num_classes > 0 else nn.Identity()
+    setattr(model, model.head_name, head)
 
 
 def build_backbone(spec: BackboneSpec, num_classes: int) -> ResNet3D | DenseNet3D:

@@ -18,7 +18,10 @@ upsampled to the crop (T, S, S) and scaled to [0, 1]. For ASNet y depends on the
 stream through A and on the saliency stream through its (fixed) SPA crop; only the context
 path is differentiated.
 
-Both figures are written as ``<out_base>.pdf`` and ``<out_base>.png`` at fixed size and dpi
+Confusion matrix (per evaluated run, written by the evaluate stage): rows = true class,
+columns = predicted class, each row normalised to sum 1 over that class's test videos.
+
+Figures 4 and 5 are written as ``<out_base>.pdf`` and ``<out_base>.png`` at fixed size and dpi
 (no tight bounding box), with the PDF's CreationDate removed so identical inputs give
 identical bytes.
 """
@@ -42,6 +45,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+
+from asnet.hara import Normalisation  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +176,11 @@ def grad_cam(
     return cam.numpy(), pred, tuple(fmap.shape[2:])
 
 
-def _denormalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def _denormalize(x: torch.Tensor, norm: Normalisation) -> np.ndarray:
     """(3, S, S) normalised crop -> (S, S, 3) float image in [0, 1]."""
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return (x * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
+    m = torch.tensor(norm.mean).view(3, 1, 1)
+    s = torch.tensor(norm.std).view(3, 1, 1)
+    return ((x * s + m) / norm.value_scale).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def _draw_box(ax: plt.Axes, box: Any, style: str) -> None:
@@ -186,7 +191,8 @@ def _draw_box(ax: plt.Axes, box: Any, style: str) -> None:
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, **STYLE[style]))
 
 
-def _class_names(manifest: pd.DataFrame) -> dict[int, str]:
+def class_names(manifest: pd.DataFrame) -> dict[int, str]:
+    """label -> class_name from a manifest's rows ({} without a class_name column)."""
     if "class_name" not in manifest.columns:
         return {}
     return dict(zip(manifest["label"].astype(int), manifest["class_name"].astype(str), strict=True))
@@ -218,7 +224,7 @@ def figure5(
     rt = select_runtime("cpu", "off", False)
     parts = Parts(model, None, None, agent, None)  # type: ignore[arg-type]
     manifest = pd.read_csv(manifest_path)
-    names = _class_names(manifest)
+    names = class_names(manifest)
     chosen = choose_videos(manifest, n_videos)
     if chosen.empty:
         raise ValueError(f"{manifest_path}: no test videos")
@@ -276,7 +282,7 @@ def figure5(
             cam, pred, grid = grad_cam(m, xc, xs)
             ax = axes[r, FRAMES_SHOWN + k]
             ax.set_axis_off()
-            ax.imshow(_denormalize(xc[0, :, t_mid], mcfg.input.mean, mcfg.input.std), interpolation="nearest")
+            ax.imshow(_denormalize(xc[0, :, t_mid], mcfg.normalisation()), interpolation="nearest")
             ax.imshow(cam[t_mid], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
             mark = "ok" if pred == label else "x"
             ax.set_title(f"{title}: {names.get(pred, pred)} ({mark})", fontsize=6)
@@ -290,3 +296,48 @@ def figure5(
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=1 - FIG5_HEADER / fig5_size(n_rows, n_cols)[1],
                         wspace=0.05, hspace=0.25)
     _save(fig, out_base)
+
+
+# ---------------------------------------------------------------------------- confusion matrix
+
+CONFUSION_CELL = 0.12  # inches per class
+CONFUSION_MIN = 4.0  # inches: small class counts keep a readable figure
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Row-normalised confusion matrix (n_classes, n_classes): [true, predicted] fraction of
+    the true class's videos; a class without test videos is a row of zeros."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.float64)
+    np.add.at(counts, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def confusion_figure(
+    labels: np.ndarray, preds: np.ndarray, n_classes: int, names: dict[int, str], out_png: Path, title: str = ""
+) -> np.ndarray:
+    """Write the row-normalised confusion matrix of per-video predictions as a PNG (fixed
+    size per class count, no timestamp: identical inputs give identical bytes). Returns it."""
+    matrix = confusion_matrix(labels, preds, n_classes)
+    side = max(CONFUSION_MIN, CONFUSION_CELL * n_classes + 2.0)
+    fig, ax = plt.subplots(figsize=(side, side), dpi=DPI, layout="constrained")
+    im = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ticks = np.arange(n_classes)
+    tick_names = [names.get(k, str(k)) for k in range(n_classes)]
+    fontsize = 7 if n_classes <= 20 else 4
+    ax.set_xticks(ticks, tick_names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, tick_names, fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=8)
+    if n_classes <= 20:  # values stay legible only for few classes
+        for (r, c), v in np.ndenumerate(matrix):
+            if v > 0:
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v > 0.5 else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=DPI, format="png", metadata=PNG_METADATA)
+    plt.close(fig)
+    return matrix

@@ -43,7 +43,7 @@ def video_features(
     if agent is None:
         raise ValueError(f"{asnet_path}: not an ASNet run (no SPA agent); Table 5 needs X_s from SPA")
     rt = select_runtime("cpu", cfg_a.train.amp, cfg_a.train.channels_last)
-    inp = cfg_a.input
+    inp, norm = cfg_a.input, cfg_a.normalisation()
     ds = VideoClips(manifest, frames_dir, inp.clip_len)
     feats: dict[str, dict[str, list[np.ndarray]]] = {w: {"xc": [], "xs": []} for w in ("single", "asnet")}
     for i in tqdm(range(len(ds)), desc="table5 features", disable=not progress):
@@ -52,9 +52,9 @@ def video_features(
         n = clips.shape[0]
         hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
         episode = run_episode(m_asnet, agent, clips, hs, ws, None, cfg_a.spa, inp, cfg_a.spa.test_steps,
-                              deterministic=True, autocast=rt.autocast, to_input=rt.to_input)
-        x_c = crop_resize(clips, centre_crop_boxes(hs, ws), inp.size, inp.mean, inp.std, hs, ws)
-        x_s = crop_resize(clips, episode.final_boxes, inp.size, inp.mean, inp.std, hs, ws)
+                              deterministic=True, autocast=rt.autocast, to_input=rt.to_input, norm=norm)
+        x_c = crop_resize(clips, centre_crop_boxes(hs, ws), inp.size, norm, hs, ws)
+        x_s = crop_resize(clips, episode.final_boxes, inp.size, norm, hs, ws)
         for name, model in (("single", m_single), ("asnet", m_asnet)):
             with rt.autocast():
                 feats[name]["xc"].append(model.features(rt.to_input(x_c)).float().mean(0).numpy())

@@ -137,8 +137,33 @@ def write_table6(
     if costs:
         caption += (" Params: model + SPA agent. GMACs/view: forward multiply-adds per clip"
                     " (torch FlopCounterMode), SPA's test-time rollouts included; Views: clips per video.")
+    caption += excluded_note(metrics) + views_note(metrics)
     out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
     return wide
+
+
+def excluded_note(metrics: pd.DataFrame) -> str:
+    """Caption sentence naming every (dataset, split) whose accuracy is over fewer test videos
+    than its list has (videos excluded at frame extraction); "" when none (or older metrics)."""
+    if "videos_excluded" not in metrics.columns:
+        return ""
+    hit = metrics[metrics["videos_excluded"].fillna(0) > 0].drop_duplicates(["dataset", "split"])
+    if hit.empty:
+        return ""
+    parts = [f"{r.dataset} split {r.split}: {int(r.videos_evaluated)} of {int(r.videos_listed)}"
+             for r in hit.sort_values(["dataset", "split"]).itertuples()]
+    return (" Test videos evaluated (the rest were excluded at frame extraction, see bad\\_videos.csv): "
+            + "; ".join(parts) + ".")
+
+
+def views_note(metrics: pd.DataFrame) -> str:
+    """Caption sentence for runs not evaluated with Hara et al.'s views (eval.views)."""
+    if "views" not in metrics.columns:
+        return ""
+    other = sorted(set(metrics["views"].dropna()) - {"hara"})
+    names = {"mmaction_10x3": "MMAction2's 10 clips x 3 crops"}
+    text = ", ".join(names.get(v, v.replace("_", "\\_")) for v in other)
+    return f" Test views: {text} (eval.views), not Hara et al.'s every clip x centre crop." if other else ""
 
 
 _TITLES = {

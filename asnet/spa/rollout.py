@@ -12,6 +12,7 @@ from torch import Tensor
 
 from asnet.config import InputConfig, SPAConfig
 from asnet.data.crops import crop_resize, full_frame_boxes
+from asnet.hara import Normalisation
 from asnet.models.asnet import ASNet
 from asnet.spa.actions import actions_to_boxes, initial_boxes, punishments, rewards
 from asnet.spa.agent import ActorCritic
@@ -59,11 +60,14 @@ def run_episode(
     deterministic: bool,
     autocast: Callable[[], AbstractContextManager],
     to_input: Callable[[Tensor], Tensor] | None = None,
+    *,
+    norm: Normalisation,
 ) -> Episode:
     """Place SPA's box `steps` times on each clip of the batch; the CNN is not updated.
 
     clips: uint8 (B, T, H, W, 3) at stored resolution, cropped from it at every step
     (the paper crops the ORIGINAL-resolution clip, then resizes to the input size).
+    `norm` is the run's input normalisation (Config.normalisation()).
     `to_input` moves a crop batch to the device in the model's memory format (Runtime.to_input);
     without it, crops only move to the model's device.
     """
@@ -79,7 +83,7 @@ def run_episode(
     size = spa.state_size(inp.size)
 
     def embed(boxes: Tensor) -> Tensor:
-        x = prepare(crop_resize(clips, boxes, size, inp.mean, inp.std, heights, widths))
+        x = prepare(crop_resize(clips, boxes, size, norm, heights, widths))
         with autocast():
             return model.features(x).float()  # (B, D)
 
@@ -91,7 +95,7 @@ def run_episode(
         return model.head(g, p).float()  # (B, C)
 
     n = clips.shape[0]
-    scene = crop_resize(clips, full_frame_boxes(heights, widths), size, inp.mean, inp.std, heights, widths)
+    scene = crop_resize(clips, full_frame_boxes(heights, widths), size, norm, heights, widths)
     with autocast():
         fmap = model.backbone.feature_map(prepare(scene)).float()  # (B, D, T', H', W'), computed once
     s_g = F.adaptive_avg_pool3d(fmap, 1).flatten(1)  # (B, D): the whole scene, as in the paper

@@ -1,5 +1,23 @@
-"""Video-level evaluation (Sec. 4.1.4): all non-overlapping clips, centre crop + SPA crop,
-video score = mean of clip softmax scores, top-1 accuracy.
+"""Video-level evaluation (Sec. 4.1.4, following Hara et al.): test clips, the context
+stream's test crop(s) + the saliency stream's crop, video score = mean of the clips'
+softmax scores.
+
+Test views (`eval.views`):
+- ``hara`` (default): Hara et al.'s test code (3D-ResNets-PyTorch) exactly: every
+  non-overlapping clip from the first frame, the last partial clip loop-padded with its own
+  frames (``asnet.data.clips.hara_clip_indices``); one spatial view, the centred square of
+  the short side resized to ``input.size`` (= short side resized to the input size, then
+  centre crop).
+- ``mmaction_10x3``: MMAction2's test pipeline: 10 clips with evenly spread starts
+  (SampleFrames(num_clips=10, test_mode=True)) x 3 crops, the short-side square at the
+  start / centre / end of the long side (ThreeCrop after Resize(-1, size)). The context
+  stream sees the 3 crops; the saliency stream's box (SPA, or a fixed box) is computed once
+  per clip and shared by its 3 crops. Video score = mean of the 30 views' softmax.
+
+Outputs in the eval dir: ``metrics.json`` (top-1/top-5 video accuracy, clip accuracy, mean
+class accuracy, test videos listed / evaluated / excluded at extraction), ``predictions.csv``
+(one row per video), ``scores.npz`` (every view's softmax scores, enough to recompute every
+metric without the model) and ``confusion.png``.
 
 On datasets with ground-truth actor boxes (the synthetic set) it also measures how well
 the saliency-stream box covers the actor: mean IoU of SPA's box, of a centre box and of a
@@ -10,26 +28,213 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
-from asnet.data.clips import VideoClips
-from asnet.data.crops import box_iou
-from asnet.device import select_runtime, set_threads
+from asnet.config import Config, EvalConfig
+from asnet.data.clips import EVAL_VIEWS, VideoClips
+from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
+from asnet.device import Runtime, select_runtime, set_threads
+from asnet.train import checkpoint
 from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
-from asnet.train.loop import Parts, load_trained, stream_inputs
+from asnet.train.loop import Parts, rebuild_trained, stream_inputs
+from asnet.variants import Variant
+
+# Spatial crops per clip of each `eval.views`: square_at positions of the short-side square.
+# "tl" / "br" are the start / end of the long side (left / right, or top / bottom).
+VIEW_CROPS = {"hara": ("c",), "mmaction_10x3": ("tl", "c", "br")}
+TOP_K = 5
+
+# (clips uint8 (N, T, H, W, 3), heights (N,), widths (N,), gt boxes (N, 4), context boxes
+# (N, V, 4)) -> softmax scores (N, V, C), or (scores, per-clip extras {name: (N,)}), e.g. IoUs.
+# A scorer with one spatial input crops boxes[:, v] (asnet.data.crops.crop_resize) for view v.
+ScoreFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor | tuple[Tensor, dict[str, Tensor]]]
+
+
+def view_boxes(views: str, heights: Tensor, widths: Tensor) -> Tensor:
+    """Context-stream boxes of every spatial view of each clip under `views`. -> (N, V, 4)"""
+    if views not in VIEW_CROPS:
+        raise ValueError(f"unknown eval.views {views!r}; use one of {', '.join(EVAL_VIEWS)}")
+    h, w = heights.float(), widths.float()
+    side = torch.minimum(h, w)
+    return torch.stack([square_at(pos, side, h, w) for pos in VIEW_CROPS[views]], dim=1)
+
+
+def model_scorer(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, gen: torch.Generator) -> ScoreFn:
+    """ScoreFn of a trained run (single stream, Siamese or ASNet): the context stream's input
+    is each view's box for the conventional context (the variant's own box otherwise: the
+    probes' full frame / centre / oracle); the saliency stream's input comes from
+    ``stream_inputs`` (SPA's test-time episode or a fixed box), once per clip."""
+    model, inp, norm = parts.model, cfg.input, cfg.normalisation()
+
+    def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        # No labels at test time: stream_inputs reads them only in training.
+        batch = {"clip": clips, "height": heights, "width": widths, "gt": gt}
+        x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
+        centre = centre_crop_boxes(heights, widths)
+        cache: dict[int, Tensor] = {}
+        views = []
+        for v in range(boxes.shape[1]):
+            # stream_inputs already cut the centre crop (and the probes' fixed box): reuse it.
+            own = variant.context != "conventional" or torch.equal(boxes[:, v], centre)
+            key = -1 if own else v
+            if key not in cache:
+                x = x_ctx if own else rt.to_input(
+                    crop_resize(clips, boxes[:, v], inp.size, norm, heights, widths))
+                with rt.autocast():
+                    cache[key] = torch.softmax(model(x, x_sal).float(), dim=1)
+            views.append(cache[key])
+        extras: dict[str, Tensor] = {}
+        if not torch.isnan(gt).any():
+            sal = {"center": fixed_saliency_boxes("center", cfg, heights, widths, gen),
+                   "random": fixed_saliency_boxes("random", cfg, heights, widths, gen)}
+            if episode is not None:
+                sal["spa"] = clip_to_frame(episode.final_boxes, heights, widths)
+            extras = {f"iou_{k}": box_iou(b, gt) for k, b in sal.items()}
+        return torch.stack(views, dim=1).cpu(), extras
+
+    return score
+
+
+def video_outcomes(video_scores: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predicted class, top-1 correct, top-k correct with k = min(5, C)) per video."""
+    pred = video_scores.argmax(axis=1) if len(video_scores) else np.zeros(0, dtype=np.int64)
+    k = min(TOP_K, video_scores.shape[1])
+    top_k = np.argsort(-video_scores, axis=1, kind="stable")[:, :k]
+    return pred, pred == label, (top_k == label[:, None]).any(axis=1)
+
+
+def score_metrics(label: np.ndarray, clip_video: np.ndarray, clip_scores: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Accuracies from per-view scores: (metrics, video scores (videos, C)).
+
+    Video score = mean of its views' softmax scores (float64). top1 / top5: video accuracy
+    (top-k with k = min(5, C)); clip_top1: accuracy of every view's own argmax;
+    mean_class_top1: mean over the classes present of per-class video top-1.
+    """
+    n_videos = len(label)
+    if n_videos == 0:
+        nan = math.nan
+        return {"top1": nan, "top5": nan, "clip_top1": nan, "mean_class_top1": nan}, np.zeros((0, 0))
+    sums = np.zeros((n_videos, clip_scores.shape[1]))
+    np.add.at(sums, clip_video, clip_scores.astype(np.float64))
+    video_scores = sums / np.bincount(clip_video, minlength=n_videos)[:, None]
+    _, correct, correct_k = video_outcomes(video_scores, label)
+    return {
+        "top1": float(correct.mean()),
+        "top5": float(correct_k.mean()),
+        "clip_top1": float((clip_scores.argmax(axis=1) == label[clip_video]).mean()),
+        "mean_class_top1": float(np.mean([correct[label == c].mean() for c in np.unique(label)])),
+    }, video_scores
+
+
+def evaluate_videos(
+    score_fn: ScoreFn,
+    test_df: pd.DataFrame,
+    frames_dir: Path,
+    clip_len: int,
+    views: str,
+    out_dir: Path,
+    max_clips: int = 0,
+    variant: str = "",
+    progress: bool = True,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `test_df`'s videos with `score_fn` under the `views` protocol; write
+    metrics.json, predictions.csv, scores.npz and confusion.png into `out_dir`.
+
+    `max_clips` > 0 keeps only each video's first clips (all their views). Videos the
+    frame index marks excluded are not evaluated but counted (videos_excluded)."""
+    ds = VideoClips(test_df, frames_dir, clip_len, views)
+    out_dir = Path(out_dir)
+    clip_scores, clip_video, clip_view, clip_start = [], [], [], []
+    extras: dict[str, list[Tensor]] = {}
+    rows = []
+    for i in tqdm(range(len(ds)), desc=f"evaluate {out_dir.name}", disable=not progress):
+        item = ds[i]
+        clips, frames, gt = item["clips"], item["frames"], item["gt"]
+        if max_clips:
+            clips, frames, gt = clips[:max_clips], frames[:max_clips], gt[:max_clips]
+        n = clips.shape[0]
+        hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
+        boxes = view_boxes(views, hs, ws)
+        with torch.no_grad():
+            out = score_fn(clips, hs, ws, gt, boxes)
+        scores, clip_extras = out if isinstance(out, tuple) else (out, {})
+        if scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
+            raise ValueError(f"score_fn returned scores of shape {tuple(scores.shape)}, expected ({n}, {boxes.shape[1]}, C)")
+        n_views = boxes.shape[1]
+        clip_scores.append(scores.reshape(n * n_views, -1).float().numpy())
+        clip_video.append(np.full(n * n_views, i))
+        clip_view.append(np.tile(np.arange(n_views), n))
+        clip_start.append(np.repeat(frames[:, 0].numpy(), n_views))
+        row = {"video": item["video"], "label": int(item["label"]), "clips": n * n_views}
+        for name, vals in clip_extras.items():
+            extras.setdefault(name, []).append(vals.float())
+            row[name] = float(vals.float().mean())  # per video, for paired tests
+        rows.append(row)
+    arrays = {
+        "video": np.array(ds.videos, dtype=str),
+        "label": np.array(ds.labels, dtype=np.int64),
+        "clip_video": np.concatenate(clip_video) if rows else np.zeros(0, dtype=np.int64),
+        "clip_scores": np.concatenate(clip_scores).astype(np.float32) if rows else np.zeros((0, 0), np.float32),
+        "clip_view": np.concatenate(clip_view) if rows else np.zeros(0, dtype=np.int64),
+        "clip_start": np.concatenate(clip_start) if rows else np.zeros(0, dtype=np.int64),
+    }
+    accuracy, video_scores = score_metrics(arrays["label"], arrays["clip_video"], arrays["clip_scores"])
+    labels = arrays["label"]
+    pred, correct, correct_k = video_outcomes(video_scores, labels)
+    preds = pd.DataFrame(rows, columns=["video", "label", "clips", *extras])
+    preds.insert(2, "pred", pred)
+    preds.insert(3, "correct", correct.astype(int))
+    preds.insert(4, "p_true", video_scores[np.arange(len(labels)), labels] if rows else np.zeros(0))
+    preds.insert(5, "correct_top5", correct_k.astype(int))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preds.to_csv(out_dir / "predictions.csv", index=False)
+    np.savez_compressed(out_dir / "scores.npz", **arrays)
+    metrics: dict[str, Any] = {
+        "variant": variant,
+        "views": views,
+        **accuracy,
+        "videos": len(rows),  # == videos_evaluated (older readers)
+        "videos_listed": ds.n_listed,
+        "videos_evaluated": len(rows),
+        "videos_excluded": ds.n_excluded,
+        "clips": int(len(arrays["clip_video"])),  # views scored: clips x crops
+        **(provenance or {}),
+    }
+    for name, vals in extras.items():
+        metrics[name] = float(torch.cat(vals).double().mean())
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    from asnet.report.figures import class_names, confusion_figure
+
+    # Without any evaluated video the figure is empty but exists (a declared rule output).
+    confusion_figure(labels, pred, video_scores.shape[1] if rows else 1, class_names(test_df), out_dir / "confusion.png",
+                     title=f"{variant} ({views}): top-1 {metrics['top1']:.3f}")
+    return metrics
 
 
 def evaluate_run(
-    model_path: Path, manifest_path: Path, frames_dir: Path, out_dir: Path, threads: int = 0, progress: bool = True
+    model_path: Path,
+    manifest_path: Path,
+    frames_dir: Path,
+    out_dir: Path,
+    threads: int = 0,
+    progress: bool = True,
+    eval_cfg: EvalConfig | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model.pt` on the test subset; write predictions.csv and metrics.json."""
+    """Evaluate `model.pt` on the test subset (see ``evaluate_videos``); `eval_cfg` (views,
+    max_clips) defaults to the run's own config's."""
     set_threads(threads)
-    cfg, variant, model, agent = load_trained(model_path)
+    ck = checkpoint.load(model_path)
+    cfg, variant, model, agent = rebuild_trained(ck)
+    ev = eval_cfg or cfg.eval
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
     model = model.to(rt.device)
     if rt.channels_last:
@@ -38,55 +243,9 @@ def evaluate_run(
     parts = Parts(model, None, None, agent, None)  # type: ignore[arg-type]
     manifest = pd.read_csv(manifest_path)
     test_df = manifest[manifest["subset"] == "test"].reset_index(drop=True)
-    ds = VideoClips(test_df, frames_dir, cfg.input.clip_len)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rows, ious = [], {"spa": [], "center": [], "random": []}
     model.eval()
-    with torch.no_grad():
-        for i in tqdm(range(len(ds)), desc=f"evaluate {out_dir.name}", disable=not progress):
-            item = ds[i]
-            clips = item["clips"]  # (N, T, H, W, 3)
-            if cfg.eval.max_clips:
-                clips = clips[: cfg.eval.max_clips]
-            n = clips.shape[0]
-            batch = {
-                "clip": clips,
-                "height": torch.full((n,), int(item["height"])),
-                "width": torch.full((n,), int(item["width"])),
-                "gt": item["gt"][:n],
-                "label": torch.full((n,), int(item["label"])),
-            }
-            x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
-            with rt.autocast():
-                scores = torch.softmax(model(x_ctx, x_sal).float(), dim=1).mean(0)  # (C,)
-            pred = int(scores.argmax())
-            label = int(item["label"])
-            rows.append(
-                {"video": item["video"], "label": label, "pred": pred, "correct": int(pred == label),
-                 "p_true": float(scores[label]), "clips": n}
-            )
-            gt = batch["gt"]
-            if not torch.isnan(gt).any():
-                hs, ws = batch["height"], batch["width"]
-                boxes = {"center": fixed_saliency_boxes("center", cfg, hs, ws, gen),
-                         "random": fixed_saliency_boxes("random", cfg, hs, ws, gen)}
-                if episode is not None:
-                    boxes["spa"] = clip_to_frame(episode.final_boxes, hs, ws)
-                for key, box in boxes.items():
-                    iou = box_iou(box, gt)  # (n,) one per clip
-                    ious[key] += iou.tolist()
-                    rows[-1][f"iou_{key}"] = float(iou.mean())  # per video, for paired tests
-    preds = pd.DataFrame(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    preds.to_csv(out_dir / "predictions.csv", index=False)
-    metrics: dict[str, Any] = {
-        "variant": variant.name,
-        "top1": float(preds["correct"].mean()) if len(preds) else math.nan,
-        "videos": len(preds),
-        "clips": int(preds["clips"].sum()) if len(preds) else 0,
-    }
-    for key, vals in ious.items():
-        if vals:
-            metrics[f"iou_{key}"] = float(sum(vals) / len(vals))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return metrics
+    scorer = model_scorer(parts, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed))
+    # Where the weights came from and how inputs were normalised, next to the accuracy.
+    provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
+    return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
+                           max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance)

@@ -1,4 +1,5 @@
-# Video-level evaluation of one trained run on its split's test list.
+# Video-level evaluation of one trained run on its split's test list (test views:
+# `eval.views`, see asnet/train/evaluate.py).
 rule evaluate:
     input:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
@@ -7,6 +8,12 @@ rule evaluate:
     output:
         metrics=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "metrics.json"),
         predictions=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "predictions.csv"),
+        scores=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "scores.npz"),
+        confusion=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "confusion.png"),
+    params:
+        # the test protocol (the current config's, not the checkpoint's): an edit re-evaluates
+        views=CFG.eval.views,
+        max_clips=CFG.eval.max_clips,
     threads: workflow.cores
     log:
         "results/logs/{dataset}/split{split}/{variant}/evaluate.log",
