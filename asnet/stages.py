@@ -99,8 +99,14 @@ def manifest_of(cfg: Config, dataset: str, split: int) -> Path:
     cfg.dataset(dataset)
     if split not in cfg.splits:
         listed = ", ".join(map(str, cfg.splits))
-        raise ConfigError(f"split {split} is not configured (splits: {listed}); pass --split {listed.replace(', ', ' or ')} "
-                          f"or add {split} to `splits` in config/config.yaml (or --set 'splits=[...]')")
+        wider = sorted({*cfg.splits, split})
+        try:  # suggest adding the split only where the schema allows it (the official lists have 3)
+            with_overrides(cfg, {"splits": wider})
+            add = f" or add it to `splits` in config/config.yaml (--set 'splits={wider}')"
+        except ConfigError:
+            add = ""
+        raise ConfigError(f"split {split} is not configured (splits: {listed}); "
+                          f"pass --split {listed.replace(', ', ' or ')}{add}")
     path = paths.manifest(dataset, split)
     if not path.exists():
         raise FileNotFoundError(f"{path}: manifest not found; write it with `asnet prepare --dataset {dataset}` "

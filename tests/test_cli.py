@@ -67,7 +67,9 @@ def _one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:
         (["--set", "train=5", "--set", "train.epochs=3"], "train was already set to 5"),
         (["--config", "."], "is a directory; expected a YAML config file"),
         (["--set", "model.depth=121"], "model.depth: resnet has no depth 121"),
-        (["--split", "4"], "split 4 is not configured (splits: 1); pass --split 1 or add 4 to `splits`"),
+        (["--split", "4"], "split 4 is not configured (splits: 1); pass --split 1"),
+        (["--split", "2"], "split 2 is not configured (splits: 1); pass --split 1 or add it to `splits` in "
+                           "config/config.yaml (--set 'splits=[1, 2]')"),
         (["--split", "1"], "data/synthetic_tiny/manifests/split1.csv: manifest not found; write it with "
                            "`asnet prepare --dataset synthetic_tiny`"),
     ],
