@@ -17,12 +17,15 @@
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
+Bad input (config, overrides, missing inputs, unreadable checkpoints) exits with status 2
+and one error message, before any expensive work where it can be checked up front.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -132,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.figure5(cfg, args.out, args.videos))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as exc:
+        # Safety net for a checkpoint loaded outside asnet.train.checkpoint (which names the
+        # file): torch's own text advises weights_only=False, which must never reach a user.
+        from asnet.train.checkpoint import load_error_detail
+
+        print(f"asnet {args.command}: error: a checkpoint does not load with weights_only=True "
+              f"({load_error_detail(exc)}); check model.pretrained / model.pretrained_dir", file=sys.stderr)
         return 2
     return 0
 

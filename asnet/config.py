@@ -3,12 +3,14 @@
 A run is configured by `config/config.yaml` (which names a preset in `config/presets/`)
 plus overrides. The merged mapping is validated against
 `workflow/schemas/config.schema.yaml` before anything expensive starts; errors name the
-offending key and say how to fix it. Values are parsed with `yaml.safe_load`, never eval'd.
+offending key and say how to fix it. Values are parsed with `ConfigLoader` (yaml.SafeLoader
+plus YAML 1.2 floats such as 1e-3), never eval'd.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import jsonschema
 import yaml
 
 from asnet import hara
+from asnet.depths import DEPTHS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -25,6 +28,38 @@ PRESETS_DIR = REPO_ROOT / "config" / "presets"
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
+
+
+# YAML 1.2 numbers that PyYAML's YAML 1.1 float rule leaves as strings: an exponent without a
+# dot or without a sign (1e-3, 1E5, 2.5e3) and a signed leading dot (-.5). Every user writes
+# `lr: 1e-3`; 1.1 would hand the schema the string '1e-3'.
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+
+    |[-+]\.[0-9][0-9_]*)$""",
+    re.X,
+)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads YAML 1.2 floats (1e-3) as numbers; for config files and --set.
+
+    Built on SafeLoader, so tags such as !!python/object are never constructed (they raise).
+    """
+
+
+# Tried after SafeLoader's own float/int rules, so whatever YAML 1.1 already parsed is unchanged.
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong and where (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.constructor.ConstructorError) and "constructor for the tag" in problem:
+        tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+        return f"YAML tags are not allowed ({tag}); write a plain value"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}; close brackets and quotes, or quote the whole value to mean text"
 
 
 @dataclass(frozen=True)
@@ -170,9 +205,63 @@ class PretrainConfig:
 # The config sections that decide what a training run learns (given its dataset): what
 # the train rule's params digest and what resuming a run compares. The rest (datasets,
 # splits, variants, eval, report, preset) says which runs exist and how they are reported.
-# `pretrain` counts for a run that fine-tunes from the pretraining run (only such runs keep
-# the section: asnet.stages.run_config).
+# `pretrain` counts for a run that fine-tunes from the pretraining run (run_shaping).
 TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa", "pretrain")
+
+# The keys of TRAINING_SECTIONS that say how a run is launched, not what it learns: the one
+# list that both the train rule's digest (stages.train_signature) and resuming
+# (loop._check_resumable) leave out. frames.timeout_s can decide which videos an extraction
+# excludes, but a run learns from the frame store's index, which is the train rule's input
+# (a changed index retrains) and which an extraction never revisits for a changed timeout:
+# the key itself shapes nothing. frames.short_side and frames.fps shape the frames: they stay.
+LAUNCH_ONLY_KEYS = frozenset({
+    ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
+    ("frames", "workers"), ("frames", "chunks"), ("frames", "timeout_s"),
+})
+
+# Keys that shape a run (they are in the digest) and that a run may still resume across:
+# data order and augmentation derive from (seed, epoch) and the LR schedule from the
+# validation losses, so a run stopped after k epochs is the first k epochs of every longer
+# one. More epochs continue it; fewer than it already trained are refused.
+RESUMABLE_KEYS = frozenset({("train", "epochs")})
+
+# Keys added after runs existed, at the value under which they train exactly what the older
+# code trained: left out of run_shaping there, so adding a key neither retrains existing
+# checkpoints (the train rule's digest) nor stops a killed run from resuming.
+NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("model", "pretrained_release"): "auto",
+    ("model", "pretrained_strict"): True,
+    ("model", "shortcut"): None,
+    ("input", "normalization"): "auto",
+}
+
+
+def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
+    """The TRAINING_SECTIONS of a plain config (`Config.to_dict()`, or a checkpoint's)
+    without LAUNCH_ONLY_KEYS: what decides what a training run learns, given its dataset."""
+    keep = {k: copy.deepcopy(config.get(k)) for k in TRAINING_SECTIONS}
+    for section, key in LAUNCH_ONLY_KEYS:
+        if isinstance(keep.get(section), dict):
+            keep[section].pop(key, None)  # absent from checkpoints older than the key
+    for (section, key), neutral in NEUTRAL_DEFAULTS.items():
+        if isinstance(keep.get(section), dict) and key in keep[section] and keep[section][key] == neutral:
+            del keep[section][key]
+    # The pretraining shapes only the runs that start from it; left out of the others (and of
+    # runs older than the section), so it neither retrains nor blocks them.
+    if not uses_pretrain(config):
+        del keep["pretrain"]
+    return keep
+
+
+def uses_pretrain(config: dict[str, Any]) -> bool:
+    """Whether a plain config's runs start from its pretraining run (`model.pretrained` names
+    results/pretrain/<pretrain.dataset.name>/model.pt)."""
+    from asnet import paths
+
+    pre, pretrained = config.get("pretrain"), (config.get("model") or {}).get("pretrained")
+    if not pre or not pretrained or not isinstance(pre.get("dataset"), dict):
+        return False
+    return Path(pretrained) == paths.pretrain_model(pre["dataset"]["name"])
 
 
 @dataclass(frozen=True)
@@ -243,29 +332,47 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn `["train.epochs=3", "spa.reward_sign=printed"]` into a nested mapping.
 
-    Values are parsed as YAML scalars/flow collections (safe_load), never evaluated.
+    Values are parsed as YAML scalars/flow collections (ConfigLoader: safe, with YAML 1.2
+    floats), never evaluated. Malformed YAML, tags and a key set both as a value and as a
+    section raise ConfigError naming the override.
     """
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
         key, raw = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty key part in {key!r}; expected e.g. train.epochs=3")
+        try:
+            value = yaml.load(raw, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: not a plain YAML value: {_yaml_problem(exc)}") from None
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if part in node and not isinstance(node[part], dict):
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"override {item!r}: {section} was already set to {node[part]!r} by an earlier --set, "
+                    f"so it has no key {parts[i + 1]!r}; drop one of the two overrides"
+                )
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return out
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    """Read a YAML mapping (ConfigLoader), with a clear error for a missing, unreadable or malformed file."""
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; expected a YAML config file such as config/config.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=ConfigLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it as a YAML text file: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -294,9 +401,14 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(data: dict[str, Any]) -> None:
-    """Validate a merged config against the JSON schema; ConfigError names the key."""
+    """Validate a merged config against the JSON schema; ConfigError names the key.
+
+    A YAML 1.2 float written where the schema asks for a number is converted in place first:
+    Snakemake reads config files with YAML 1.1 rules, so its `config` holds `lr: 1e-3` as '1e-3'.
+    """
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
+    _yaml12_numbers(data, validator)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not errors:
         _check_relations(data)
@@ -315,11 +427,34 @@ def validate(data: dict[str, Any]) -> None:
     )
 
 
+def _yaml12_numbers(data: dict[str, Any], validator: jsonschema.protocols.Validator) -> None:
+    """Turn strings such as '1e-3' into floats where the schema wants a number (see ConfigLoader)."""
+    for err in validator.iter_errors(data):
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if (err.validator == "type" and "number" in wanted and err.absolute_path
+                and isinstance(err.instance, str) and _YAML12_FLOAT.match(err.instance.strip())):
+            *parents, last = err.absolute_path
+            node = data
+            for key in parents:
+                node = node[key]
+            node[last] = float(err.instance.strip().replace("_", ""))
+
+
 MIN_STATE_SIZE = 8  # below this a 3D ResNet's feature map of SPA's crops is all padding
 
 
 def _check_relations(data: dict[str, Any]) -> None:
     """Constraints between keys that a JSON schema cannot state."""
+    model = data.get("model", {})
+    arch, depth = model.get("arch"), model.get("depth")
+    if arch in DEPTHS and depth not in DEPTHS[arch]:
+        valid = ", ".join(map(str, DEPTHS[arch]))
+        archs = " or ".join(a for a, depths in DEPTHS.items() if depth in depths)
+        other = f", or model.arch to {archs}" if archs else ""
+        raise ConfigError(f"model.depth: {arch} has no depth {depth}; set model.depth to one of {valid}{other}")
+    if arch == "resnext" and model.get("width", 16) < 16:
+        # Hara's ResNeXt block has cardinality x (2 width // 32) channels: 0 below width 16.
+        raise ConfigError(f"model.width: resnext needs width >= 16, got {model['width']}; raise model.width")
     size = data.get("input", {}).get("size")
     scale = data.get("spa", {}).get("state_scale", 1.0)
     if size is not None and round(size * scale) < MIN_STATE_SIZE:

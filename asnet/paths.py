@@ -19,8 +19,14 @@ def frames_dir(dataset: str) -> Path:
 
 
 def frames_chunk_dir(dataset: str, chunk: int) -> Path:
-    """Where one extraction chunk decodes before the merge moves its frames into frames/."""
+    """One extraction chunk's index.csv and bad_videos.csv (its arrays go straight to frames/)."""
     return Path("data") / dataset / "frames_chunks" / f"chunk{chunk}"
+
+
+def frames_done_dir(dataset: str) -> Path:
+    """One marker per extracted video, shared by the chunks and outside every rule's outputs:
+    a chunk job killed under Snakemake (whose rerun deletes the chunk's index) keeps them."""
+    return Path("data") / dataset / "frames_chunks" / ".done"
 
 
 def frames_index(dataset: str) -> Path:

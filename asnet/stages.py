@@ -6,14 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from asnet import paths
-from asnet.config import REPO_ROOT, TRAINING_SECTIONS, Config, ConfigError, DatasetConfig, with_overrides
+from asnet.config import (
+    REPO_ROOT,
+    Config,
+    ConfigError,
+    DatasetConfig,
+    run_shaping,
+    uses_pretrain,
+    with_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +115,47 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
     return out
 
 
+def manifest_of(cfg: Config, dataset: str, split: int) -> Path:
+    """The manifest of a configured (dataset, split), checked before any work starts.
+
+    ConfigError when the dataset or split is not configured (listing the configured ones);
+    FileNotFoundError naming the command that writes the manifest when it is missing.
+    """
+    cfg.dataset(dataset)
+    if split not in cfg.splits:
+        listed = ", ".join(map(str, cfg.splits))
+        wider = sorted({*cfg.splits, split})
+        try:  # suggest adding the split only where the schema allows it (the official lists have 3)
+            with_overrides(cfg, {"splits": wider})
+            add = f" or add it to `splits` in config/config.yaml (--set 'splits={wider}')"
+        except ConfigError:
+            add = ""
+        raise ConfigError(f"split {split} is not configured (splits: {listed}); "
+                          f"pass --split {listed.replace(', ', ' or ')}{add}")
+    path = paths.manifest(dataset, split)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: manifest not found; write it with `asnet prepare --dataset {dataset}` "
+                                f"(or `snakemake {path}`)")
+    return path
+
+
+def _source_manifest_of(source: str) -> Path:
+    """The pretraining source's manifest; FileNotFoundError naming the command that writes it."""
+    path = paths.pretrain_manifest(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: manifest not found; generate the source set with `asnet prepare --dataset "
+                                f"{source}` (or `snakemake {paths.pretrain_model(source)}`, which also pretrains)")
+    return path
+
+
+def _frames_of(dataset: str) -> Path:
+    """The extracted frame store of `dataset`; FileNotFoundError naming the command that fills it."""
+    if not paths.frames_index(dataset).exists():
+        raise FileNotFoundError(f"{paths.frames_index(dataset)}: frames not extracted; run "
+                                f"`asnet extract --dataset {dataset}` (or `snakemake {paths.frames_index(dataset)}`)")
+    return paths.frames_dir(dataset)
+
+
 def _check_frame_params(cfg: Config, dataset: str) -> None:
     """Refuse to mix frames extracted with other settings into one store (resume must match)."""
     want = {"short_side": cfg.frames.short_side, "fps": float(cfg.frames.fps)}
@@ -117,7 +165,7 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
         if have != want:
             raise ConfigError(
                 f"frames: {paths.frames_dir(dataset)} holds frames extracted with {have}, the config asks for {want}; "
-                "delete that folder (or use another dataset name) to re-extract"
+                f"delete it and {paths.frames_done_dir(dataset).parent} (or use another dataset name) to re-extract"
             )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,15 +174,20 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
 
 def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
     """Every video named by any configured split, once, in a fixed order."""
-    frames = [pd.read_csv(p) for p in manifests(cfg, dataset)]
+    if cfg.is_source(dataset):
+        frames = [pd.read_csv(_source_manifest_of(dataset))]
+    else:
+        frames = [pd.read_csv(manifest_of(cfg, dataset, s)) for s in cfg.splits]
     return pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video").reset_index(drop=True)
 
 
 def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) -> pd.DataFrame:
-    """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into its own folder.
+    """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into the frame store,
+    with the chunk's own index.csv and bad_videos.csv in its folder.
 
-    Chunks are independent Snakemake jobs, so a cluster can spread them; inside a chunk,
-    a killed run resumes without redoing finished videos (extract_videos' index).
+    Chunks are independent Snakemake jobs, so a cluster can spread them. Finished videos are
+    never decoded again: a rerun finds them in the chunk's index, and a chunk killed under
+    Snakemake (whose rerun deletes that index) finds their markers in frames_done_dir.
     """
     from asnet.data.frames import extract_videos
 
@@ -149,34 +202,34 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
 
         gt = read_gt_boxes(gt_path)
     return extract_videos(
-        videos, video_root(cfg, dataset), paths.frames_chunk_dir(dataset, chunk), cfg.frames.short_side,
+        videos, video_root(cfg, dataset), paths.frames_dir(dataset), cfg.frames.short_side,
         cfg.frames.fps, min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s,
         workers=max(1, cfg.frames.workers), gt_boxes=gt, progress=progress,
+        index_dir=paths.frames_chunk_dir(dataset, chunk), done_dir=paths.frames_done_dir(dataset),
     )
 
 
 def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
-    """Move every chunk's frames into the frame store and write its index and bad_videos.csv."""
-    from asnet.data.frames import INDEX_COLUMNS, read_index
+    """Merge the chunks' indexes into the frame store's index.csv and bad_videos.csv, and
+    delete arrays the index does not list (videos now excluded or no longer configured)."""
+    from asnet.data.frames import INDEX_COLUMNS, STATUS_EXCLUDED, read_index, write_csv
 
     out = paths.frames_dir(dataset)
-    parts = []
-    for chunk in range(cfg.frames.chunks):
-        cdir = paths.frames_chunk_dir(dataset, chunk)
-        index = read_index(cdir)
-        for f in cdir.glob("*.npy"):
-            os.replace(f, out / f.name)  # same filesystem: a rename, no copy
-        parts.append(index)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [read_index(paths.frames_chunk_dir(dataset, chunk)) for chunk in range(cfg.frames.chunks)]
     index = pd.concat(parts)[list(INDEX_COLUMNS)].sort_values("video").reset_index(drop=True)
     index["reason"] = index["reason"].fillna("")
-    missing = [v for v, st in zip(index["video"], index["status"], strict=True)
-               if st != "excluded" and not (out / f"{v}.npy").exists()]
+    stored = set(index.loc[index["status"] != STATUS_EXCLUDED, "video"])
+    missing = sorted(v for v in stored if not (out / f"{v}.npy").exists())
     if missing:
         raise FileNotFoundError(f"{out}: frames of {len(missing)} indexed videos are missing (e.g. {missing[:3]}); "
-                                f"delete {out} and extract again")
-    index.to_csv(out / "index.csv", index=False)
+                                f"delete {out} and {paths.frames_done_dir(dataset).parent} and extract again")
+    for f in out.glob("*.npy*"):  # arrays, box arrays and temp files of killed runs
+        if f.name.partition(".npy")[0].removesuffix(".boxes") not in stored or ".npy.tmp" in f.name:
+            f.unlink()
+    write_csv(index, out / "index.csv")
     bad = index[index["status"] != "ok"]
-    bad.to_csv(out.parent / "bad_videos.csv", index=False)
+    write_csv(bad, out.parent / "bad_videos.csv")
     counts = index["status"].value_counts().to_dict()
     print(f"{dataset}: frames of {len(index)} videos in {out}: ok {counts.get('ok', 0)}, "
           f"repaired {counts.get('repaired', 0)}, excluded {counts.get('excluded', 0)} (see {out.parent / 'bad_videos.csv'})")
@@ -192,8 +245,7 @@ def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
 
 def fine_tunes_from_pretrain(cfg: Config) -> bool:
     """Whether runs of `cfg` start from the pretraining run's model.pt (model.pretrained)."""
-    return (cfg.pretrain is not None and cfg.model.pretrained is not None
-            and Path(cfg.model.pretrained) == paths.pretrain_model(cfg.pretrain.dataset.name))
+    return uses_pretrain(cfg.to_dict())
 
 
 # Model keys that decide the backbone's tensors: a variant that changes one cannot load the
@@ -210,9 +262,7 @@ def run_config(cfg: Config, variant: str) -> Config:
     out = with_overrides(cfg, get_variant(variant).overrides)
     if fine_tunes_from_pretrain(out) and any(getattr(out.model, k) != getattr(cfg.model, k) for k in _BACKBONE_KEYS):
         out = with_overrides(out, {"model.pretrained": None})
-    # A run's config holds `pretrain` only if it starts from that run: then a pretraining edit
-    # stops it from resuming (asnet.train.loop), and no other run's.
-    return out if fine_tunes_from_pretrain(out) else dataclasses.replace(out, pretrain=None)
+    return out
 
 
 def pretrain_config(cfg: Config) -> Config:
@@ -240,14 +290,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
 
     pcfg = pretrain_config(cfg)
     source = pcfg.datasets[0].name
-    for need in (paths.pretrain_manifest(source), paths.frames_index(source)):
-        if not need.exists():
-            raise FileNotFoundError(
-                f"{need} not found: generate and extract the source set first (asnet prepare --dataset {source} "
-                f"&& asnet extract --dataset {source}), or let Snakemake do it: snakemake {paths.pretrain_model(source)}"
-            )
-    return train_run(pcfg, paths.pretrain_manifest(source), paths.frames_dir(source), paths.pretrain_dir(source),
-                     "single", progress=progress)
+    manifest, frames = _source_manifest_of(source), _frames_of(source)
+    return train_run(pcfg, manifest, frames, paths.pretrain_dir(source), "single", progress=progress)
 
 
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
@@ -258,22 +302,16 @@ def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = 
         raise ConfigError(f"{dataset} is the pretraining source set (no splits, no test videos); "
                           "train it with `asnet pretrain`")
     cfg = run_config(cfg, variant)
-    return train_run(
-        cfg, paths.manifest(dataset, split), paths.frames_dir(dataset), paths.run_dir(dataset, split, variant),
-        variant, progress=progress,
-    )
-
-
-# Config keys that say how a run is launched, not what it trains (threads, workers, processes).
-_LAUNCH_ONLY = {("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"), ("frames", "workers"),
-                ("frames", "chunks"), ("frames", "timeout_s")}
+    manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
+    return train_run(cfg, manifest, frames, paths.run_dir(dataset, split, variant), variant, progress=progress)
 
 
 def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     """Digest of everything that decides what a (dataset, variant) run trains, after the
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
-    (config edits otherwise leave existing checkpoints standing). Launch details, the device,
-    other datasets and the report settings are left out."""
+    (config edits otherwise leave existing checkpoints standing). Launch details
+    (config.LAUNCH_ONLY_KEYS, which resuming ignores too), the device, other datasets and
+    the report settings are left out."""
     rc = run_config(cfg, variant)
     # The pretraining run counts through its own digest (what it trains), and only for the
     # runs that start from it: the others keep the digest they had before it existed.
@@ -293,10 +331,8 @@ def _digest(cfg: Config, dataset: str, extra: dict) -> str:
 
     c = cfg.to_dict()
     # `pretrain` enters as its digest (extra), which covers what the pretraining run trains
-    keep = {k: c[k] for k in TRAINING_SECTIONS if k != "pretrain"} | extra
+    keep = {k: v for k, v in run_shaping(c).items() if k != "pretrain"} | extra
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
-    for section, key in _LAUNCH_ONLY:
-        keep[section].pop(key, None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -310,11 +346,16 @@ def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
 
 
 def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
+    """Video-level evaluation of one trained run; a missing input names the command that makes it."""
     from asnet.train.evaluate import evaluate_run
 
+    model = paths.run_dir(dataset, split, variant) / "model.pt"
+    manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
+    if not model.exists():
+        raise FileNotFoundError(f"{model}: no trained model; run `asnet train --dataset {dataset} --split {split} "
+                                f"--variant {variant}` (or `snakemake {model}`)")
     return evaluate_run(
-        paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
-        paths.frames_dir(dataset), paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
+        model, manifest, frames, paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
         progress=progress, eval_cfg=cfg.eval,
     )
 

@@ -169,6 +169,10 @@ def test_not_a_checkpoint_is_a_named_error_that_never_suggests_unsafe_loading(tm
     with pytest.raises(PretrainedMismatch, match="not a PyTorch checkpoint") as err:
         load_pretrained(build_model(cfg.model, 3, 1), junk, cfg)
     assert "weights_only" not in str(err.value)
+    text = tmp_path / "resnet-18-kinetics.txt.pth"
+    text.write_text("not a checkpoint\n" * 100)  # torch.load raises KeyError on plain text
+    with pytest.raises(PretrainedMismatch, match="not a PyTorch checkpoint"):
+        load_pretrained(build_model(cfg.model, 3, 1), text, cfg)
     with pytest.raises(FileNotFoundError, match="model.pretrained"):
         load_pretrained(build_model(cfg.model, 3, 1), tmp_path / "nope.pth", cfg)
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from asnet import paths, stages
-from asnet.config import load_config
+from asnet.config import LAUNCH_ONLY_KEYS, TRAINING_SECTIONS, Config, load_config
 from asnet.train import checkpoint
 from asnet.train.evaluate import evaluate_run
-from asnet.train.loop import train_run
+from asnet.train.loop import _check_resumable, train_run
 
 OVERRIDES = ["preset=tiny", "train.epochs=4"]
 DATASET, SPLIT, VARIANT = "synthetic_tiny", 1, "asnet"
@@ -96,3 +96,63 @@ def test_resume_refuses_a_different_configuration(in_tiny_workdir: Path) -> None
                                   "report.table2_backbones=[resnet18]"])
     train_run(more, paths.manifest(DATASET, SPLIT), paths.frames_dir(DATASET), out, "single", progress=False)
     assert (out / "model.pt").exists()
+
+
+def _changed(value: object) -> object:
+    """Another value of the same kind (validity does not matter: neither side validates)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "_x"
+    if isinstance(value, tuple):
+        return (_changed(value[0]),) + value[1:] if value else ("x",)
+    if dataclasses.is_dataclass(value):  # e.g. pretrain.dataset: another source set
+        first = dataclasses.fields(value)[0].name
+        return dataclasses.replace(value, **{first: _changed(getattr(value, first))})
+    return "x"  # None
+
+
+def _variants_of_every_training_key(cfg: Config) -> list[tuple[tuple[str, str], Config]]:
+    out = []
+    for section in TRAINING_SECTIONS:
+        part = getattr(cfg, section)
+        if not dataclasses.is_dataclass(part):
+            out.append(((section, ""), dataclasses.replace(cfg, **{section: _changed(part)})))
+            continue
+        for f in dataclasses.fields(part):
+            new = dataclasses.replace(part, **{f.name: _changed(getattr(part, f.name))})
+            out.append(((section, f.name), dataclasses.replace(cfg, **{section: new})))
+    return out
+
+
+@pytest.mark.parametrize("fine_tune", [False, True])
+def test_retraining_and_resuming_agree_on_every_key(fine_tune: bool) -> None:
+    """A key changes the train rule's digest exactly when it stops a run from resuming
+    (frames.chunks retrains nothing and resumes), except train.epochs: more epochs retrain
+    (the rule reruns) by resuming; fewer than the state already holds are refused. The
+    `pretrain` section counts only for a run that fine-tunes from the pretraining run."""
+    tune = ["model.pretrained=results/pretrain/synthetic_tiny_source/model.pt"] if fine_tune else []
+    cfg = load_config(overrides=["preset=tiny", "train.epochs=4", *tune])
+    state = {"config": cfg.to_dict(), "epoch": 1}
+    digest = stages.train_signature(cfg, DATASET, "single")
+    launch_only, checked = set(), 0
+    for key, other in _variants_of_every_training_key(cfg):
+        retrains = stages.train_signature(other, DATASET, "single") != digest
+        try:
+            _check_resumable(state, other, Path("run/state/last.pt"))
+            refuses = False
+        except ValueError:
+            refuses = True
+        if key == ("train", "epochs"):
+            assert retrains and not refuses
+        else:
+            assert retrains == refuses, f"{'.'.join(key)}: changes the digest {retrains}, blocks resume {refuses}"
+        launch_only |= {key} if not retrains else set()
+        checked += 1
+    unused = set() if fine_tune else {("pretrain", f.name) for f in dataclasses.fields(cfg.pretrain)}
+    assert launch_only == set(LAUNCH_ONLY_KEYS) | unused and checked > 50  # every key of every section
+    fewer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1))
+    with pytest.raises(ValueError, match=r"2 epochs.*train\.epochs is 1"):
+        _check_resumable(state, fewer, Path("run/state/last.pt"))

@@ -9,6 +9,10 @@ Stored format (one file per video, see ``extract_videos``):
 * ``<frames_dir>/index.csv``: one row per video, columns ``INDEX_COLUMNS``.
 * ``<frames_dir>/../bad_videos.csv``: every excluded or repaired video with its reason.
 
+``index_dir`` moves the index and bad_videos.csv elsewhere (an extraction chunk keeps its own
+beside the shared frame store), and ``done_dir`` keeps one marker per finished video, so a
+killed run whose index was lost (Snakemake deletes an incomplete job's outputs) keeps them.
+
 Decoding runs in separate worker processes with a per-video timeout because decord can hang
 forever (over-reported frame counts) or segfault (corrupt input); either must cost one video,
 never the run.
@@ -34,6 +38,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
+
+from asnet.faults import fault_point
 
 INDEX_COLUMNS: list[str] = ["video", "frames", "height", "width", "src_fps", "src_frames", "status", "reason"]
 BAD_COLUMNS: list[str] = ["video", "status", "reason"]
@@ -530,10 +536,16 @@ def _failed(task: dict[str, Any], reason: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write `df` atomically; an identical file is left untouched, mtime included, so a rerun
+    that changes nothing makes nothing downstream look newer (Snakemake compares mtimes)."""
+    path = Path(path)
+    text = df.to_csv(index=False)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    df.to_csv(tmp, index=False)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -556,13 +568,40 @@ def read_index(frames_dir: Path) -> pd.DataFrame:
     return df[INDEX_COLUMNS]
 
 
-def _write_index(rows: dict[str, dict[str, Any]], frames_dir: Path) -> pd.DataFrame:
+def _write_index(rows: dict[str, dict[str, Any]], index_path: Path, bad_path: Path) -> pd.DataFrame:
     df = pd.DataFrame([{c: r.get(c) for c in INDEX_COLUMNS} for r in rows.values()], columns=INDEX_COLUMNS)
     df["reason"] = df["reason"].fillna("")
-    _atomic_csv(df, Path(frames_dir) / "index.csv")
+    write_csv(df, index_path)
     bad = df.loc[df["status"] != STATUS_OK, BAD_COLUMNS]
-    _atomic_csv(bad, bad_videos_path(frames_dir))
+    write_csv(bad, bad_path)
     return df
+
+
+def _marker(done_dir: Path, video: str) -> Path:
+    return done_dir / f"{video}.json"
+
+
+def _write_marker(done_dir: Path, row: dict[str, Any]) -> None:
+    """The video's index row, written atomically once its arrays are in place (or removed)."""
+    path = _marker(done_dir, row["video"])
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({c: row.get(c) for c in INDEX_COLUMNS}, default=lambda o: o.item()))
+    os.replace(tmp, path)
+
+
+def _read_marker(done_dir: Path, video: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(_marker(done_dir, video).read_text())
+    except (OSError, ValueError):  # absent, or cut short by a kill before the rename
+        return None
+
+
+def _remove_temp_files(frames_dir: Path, videos: set[str]) -> None:
+    """Delete the temp arrays of `videos` left by a killed run; other videos' temp files may
+    belong to a chunk decoding into the same folder right now."""
+    for stale in frames_dir.glob("*.npy.tmp*"):
+        if stale.name.partition(".npy.tmp")[0].removesuffix(".boxes") in videos:
+            stale.unlink(missing_ok=True)
 
 
 def _as_pairs(manifest_or_paths: pd.DataFrame | Sequence[tuple[str, str | Path]]) -> list[tuple[str, str]]:
@@ -598,6 +637,8 @@ def extract_videos(
     retry_excluded: bool = False,
     flush_every_s: float = 30.0,
     progress: bool = True,
+    index_dir: Path | None = None,
+    done_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Extract every video into the stored format and return the index.
 
@@ -620,6 +661,13 @@ def extract_videos(
         flush_every_s: the index is rewritten atomically at least this often, so a killed
             run loses at most this much bookkeeping.
         progress: show a tqdm bar.
+        index_dir: folder of this call's ``index.csv`` and ``bad_videos.csv``, listing exactly
+            the videos of this call (an extraction chunk's). Default: ``frames_dir`` for the
+            index, its parent for ``bad_videos.csv``, and the index keeps the rows of videos
+            outside this call (it describes the whole folder).
+        done_dir: folder of one ``<video>.json`` marker (its index row) per finished video.
+            A video with a marker and its arrays in place is not decoded again even when the
+            index is gone.
 
     Returns:
         The index DataFrame (columns ``INDEX_COLUMNS``); ``df.attrs`` holds ``processed``
@@ -631,15 +679,25 @@ def extract_videos(
     if workers < 1:
         raise ValueError("workers must be >= 1")
 
-    # Temp files left by a killed run are never valid outputs.
-    for stale in frames_dir.glob("*.npy.tmp*"):
-        stale.unlink(missing_ok=True)
+    own_index = index_dir is not None
+    index_dir = Path(index_dir) if own_index else frames_dir
+    index_path = index_dir / "index.csv"
+    bad_path = index_dir / "bad_videos.csv" if own_index else bad_videos_path(frames_dir)
+    if done_dir is not None:
+        done_dir = Path(done_dir)
+        done_dir.mkdir(parents=True, exist_ok=True)
+    mine = {v for v, _ in pairs}
 
-    previous = {str(r["video"]): dict(r) for r in read_index(frames_dir).to_dict("records")}
+    # Temp files left by a killed run are never valid outputs.
+    _remove_temp_files(frames_dir, mine)
+
+    previous = {str(r["video"]): dict(r) for r in read_index(index_dir).to_dict("records")}
     rows: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
     for video, rel in pairs:
         prev = previous.get(video)
+        if prev is None and done_dir is not None:
+            prev = _read_marker(done_dir, video)
         out = frames_dir / f"{video}.npy"
         done = prev is not None and prev["status"] in (STATUS_OK, STATUS_REPAIRED) and out.exists()
         if gt_boxes is not None and video in gt_boxes and not out.with_name(f"{video}.boxes.npy").exists():
@@ -662,12 +720,13 @@ def extract_videos(
                 "boxes": None if boxes is None else np.asarray(boxes, np.float32),
             }
         )
-    # Rows for videos outside this call are kept: the index describes the whole folder.
-    for video, prev in previous.items():
-        rows.setdefault(video, prev)
+    if not own_index:
+        # Rows for videos outside this call are kept: the index describes the whole folder.
+        for video, prev in previous.items():
+            rows.setdefault(video, prev)
 
     def flush() -> pd.DataFrame:
-        return _write_index({v: r for v, r in rows.items() if r}, frames_dir)
+        return _write_index({v: r for v, r in rows.items() if r}, index_path, bad_path)
 
     pool = _Pool(min(workers, max(1, len(tasks))), decoder, timeout_s) if tasks else None
     last_flush = time.monotonic()
@@ -691,6 +750,9 @@ def extract_videos(
                     os.replace(res.pop("boxes_tmp"), boxes_out)
                 os.replace(res.pop("tmp"), out)
             rows[video] = res
+            if done_dir is not None:
+                _write_marker(done_dir, res)
+            fault_point("extract.video_done")
             bar.update(1)
             if res["status"] != STATUS_OK:
                 bar.set_postfix_str(f"{video}: {res['status']}", refresh=False)
@@ -701,16 +763,15 @@ def extract_videos(
     finally:
         if pool is not None:
             pool.close()
-        for stale in frames_dir.glob("*.npy.tmp*"):
-            stale.unlink(missing_ok=True)
+        _remove_temp_files(frames_dir, mine)
         index = flush()
 
     counts = index["status"].value_counts()
     summary = {s: int(counts.get(s, 0)) for s in (STATUS_OK, STATUS_REPAIRED, STATUS_EXCLUDED)}
     index.attrs.update(processed=len(tasks), skipped=len(pairs) - len(tasks), summary=summary)
     print(
-        f"[frames] {frames_dir}: {summary[STATUS_OK]} ok, {summary[STATUS_REPAIRED]} repaired, "
+        f"[frames] {index_dir}: {summary[STATUS_OK]} ok, {summary[STATUS_REPAIRED]} repaired, "
         f"{summary[STATUS_EXCLUDED]} excluded ({len(tasks)} decoded now, {len(pairs) - len(tasks)} already done); "
-        f"see {bad_videos_path(frames_dir)}"
+        f"see {bad_path}"
     )
     return index

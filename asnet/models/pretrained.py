@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from asnet import hara
 from asnet.config import Config, ConfigError, from_dict
 from asnet.models.asnet import ASNet
 from asnet.models.resnet3d import BackboneSpec, DenseNet3D, ResNet3D, build_backbone, rename_dotted_dense_keys
+from asnet.train.checkpoint import load_error_detail
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except OSError:
+        raise
+    except Exception as exc:  # KeyError, EOFError, UnpicklingError, RuntimeError, ... on bad files
         # torch's own message suggests weights_only=False, which would run whatever code the
-        # file holds: never pass it on.
+        # file holds: load_error_detail never passes it on.
         raise PretrainedMismatch(
-            f"{path}: not a PyTorch checkpoint of tensors ({type(exc).__name__}); check that the download is "
+            f"{path}: not a PyTorch checkpoint of tensors ({load_error_detail(exc)}); check that the download is "
             "complete (its sha256 is in the README's list) and that it is the published .pth file"
         ) from None
     if not isinstance(obj, dict):

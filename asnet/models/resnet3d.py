@@ -60,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asnet.depths import DENSENET_BLOCKS, DEPTHS, RESNET_LAYERS
+
 __all__ = [
     "BackboneSpec",
     "ResNet3D",
@@ -69,26 +71,6 @@ __all__ = [
     "RESNET_LAYERS",
     "DENSENET_BLOCKS",
 ]
-
-# Blocks per stage, as in Hara's resnet.py / resnext.py constructors.
-RESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
-    10: (1, 1, 1, 1),
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-    200: (3, 24, 36, 3),
-}
-RESNEXT_DEPTHS = (50, 101, 152)
-# Dense layers per block (densenet.py); only 121 is required, the others come for free.
-DENSENET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
-    121: (6, 12, 24, 16),
-    169: (6, 12, 32, 32),
-    201: (6, 12, 48, 32),
-    264: (6, 12, 64, 48),
-}
-
 
 def _default_shortcut(arch: str, depth: int) -> str:
     """Shortcut type of Hara's published Kinetics checkpoint for this arch/depth."""
@@ -129,14 +111,9 @@ class BackboneSpec:
     no_max_pool: bool = False
 
     def __post_init__(self) -> None:
-        if self.arch == "resnet":
-            valid: tuple[int, ...] = tuple(RESNET_LAYERS)
-        elif self.arch == "resnext":
-            valid = RESNEXT_DEPTHS
-        elif self.arch == "densenet":
-            valid = tuple(DENSENET_BLOCKS)
-        else:
+        if self.arch not in DEPTHS:
             raise ValueError(f"unknown arch {self.arch!r}; expected resnet, resnext or densenet")
+        valid = DEPTHS[self.arch]
         if self.depth not in valid:
             raise ValueError(f"{self.arch} depth must be one of {valid}, got {self.depth}")
         if self.width <= 0:

@@ -7,7 +7,8 @@ the CNN step, and serves both: this saves a second T-step rollout per iteration 
 paper does not say whether SPA replays after the CNN step).
 
 Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch),
-`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs).
+`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs, written
+after the epoch's state and rebuilt from it on resume: equal to an uninterrupted run's).
 
 Under `torchrun` (WORLD_SIZE > 1; see asnet.train.distributed) the CNN and the SPA agent
 are wrapped in DistributedDataParallel. The global batch stays `train.batch_size` (each of
@@ -41,10 +42,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from asnet.config import TRAINING_SECTIONS, Config, from_dict
+from asnet.config import RESUMABLE_KEYS, Config, from_dict, run_shaping
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
+from asnet.faults import fault_point
 from asnet.models import build_model
 from asnet.models.pretrained import load_pretrained, pretrained_path
 from asnet.spa.agent import ActorCritic
@@ -207,16 +209,6 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-# Keys that may change between a run and its resumption without changing what is trained.
-# train.nproc_per_node only says how the Snakemake rule launches the run (resuming with
-# another process count is allowed, as for a torchrun started by hand), and checkpoints
-# written before the key existed lack it.
-_RESUME_FREE = {
-    ("train", "epochs"), ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
-    ("frames", "workers"), ("device",),
-}
-
-
 def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -226,32 +218,55 @@ def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
     return [] if a == b else [prefix]
 
 
-def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    """Refuse to resume a run whose saved config differs in anything that shapes training.
+def _check_resumable(ck: dict[str, Any], cfg: Config, path: Path) -> None:
+    """Refuse to resume from checkpoint `ck` (at `path`) a run that `cfg` would train otherwise.
 
-    TRAINING_SECTIONS count, and every dataset defined in both configs (the run's own among
-    them) must be defined alike; adding a dataset, a split, a variant or a table to the
-    config must not stop an interrupted run of another one from resuming."""
-    now = cfg.to_dict()
-    old = {k: saved.get(k) for k in TRAINING_SECTIONS}
-    new = {k: now.get(k) for k in TRAINING_SECTIONS}
+    What counts is config.run_shaping (the keys the train rule's digest covers, so a config
+    edit that retrains nothing never blocks a resume), and every dataset defined in both
+    configs (the run's own among them) must be defined alike; adding a dataset, a split, a
+    variant or a table to the config must not stop an interrupted run of another one from
+    resuming. train.epochs may grow, not shrink below the epochs already trained."""
+    saved = ck["config"]
+    old, new = run_shaping(saved), run_shaping(cfg.to_dict())
     old_ds = {d["name"]: d for d in saved.get("datasets", [])}
-    new_ds = {d["name"]: d for d in now["datasets"]}
+    new_ds = {d["name"]: d for d in cfg.to_dict()["datasets"]}
     for name in sorted(set(old_ds) & set(new_ds)):
         old[f"datasets[{name}]"], new[f"datasets[{name}]"] = old_ds[name], new_ds[name]
-    diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in _RESUME_FREE]
+    diffs = [".".join(map(str, d)) for d in _diff_keys(old, new) if d not in RESUMABLE_KEYS]
     if diffs:
         raise ValueError(
             f"{path} was written by a run with a different configuration ({', '.join(diffs[:8])}); "
             f"delete {path.parent.parent} to train from scratch, or restore the old configuration to resume"
         )
+    trained = int(ck["epoch"]) + 1
+    if trained > cfg.train.epochs:
+        raise ValueError(
+            f"{path} holds a run trained for {trained} epochs, but train.epochs is {cfg.train.epochs}; "
+            f"delete {path.parent.parent} to train from scratch, or set train.epochs >= {trained}"
+        )
 
 
-def _open_live(run_dir: Path, resume: bool):
+def _log_epoch(live: Any, metrics: dict[str, float]) -> None:
+    for k, v in metrics.items():
+        if k != "epoch":
+            live.log_metric(k, v)
+    live.next_step()
+
+
+def _open_live(run_dir: Path, history: list[dict[str, float]]):
+    """dvclive's logs, rebuilt from the epochs `state/last.pt` holds.
+
+    A resumed run does not trust what is on disk: a kill after an epoch's state was saved
+    and before its log was written would lose that epoch, and dvclive's own resume repeats
+    step 0 after a run killed in its first epoch. Replaying the saved history gives the
+    files an uninterrupted run writes (dvclive writes no timestamps by default)."""
     from dvclive import Live
 
     # Under Snakemake/DVC: never touch dvc.yaml, never create DVC experiments.
-    return Live(str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=resume, report=None)
+    live = Live(str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=False, report=None)
+    for metrics in history:
+        _log_epoch(live, metrics)
+    return live
 
 
 def _rank_seed(*parts: int) -> int:
@@ -335,7 +350,7 @@ def _train(
     start_epoch, history = 0, []
     if state_path.exists():
         ck = checkpoint.load(state_path, rt.device)
-        _check_resumable(ck["config"], cfg, state_path)
+        _check_resumable(ck, cfg, state_path)
         parts.model.load_state_dict(ck["model"])
         parts.optimizer.load_state_dict(ck["optimizer"])
         parts.scheduler.load_state_dict(ck["scheduler"])
@@ -385,7 +400,7 @@ def _train(
         train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
         if parts.agent is not None:
             train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids)
-    live = _open_live(run_dir, resume=start_epoch > 0) if info.is_main else None
+    live = _open_live(run_dir, history) if info.is_main else None
     sha = checkpoint.git_sha()
     if info.is_main:
         log.info(
@@ -465,11 +480,6 @@ def _train(
         else:
             parts.scheduler.step(metrics["train_loss"])
         history.append(metrics)
-        if live is not None:
-            for k, v in metrics.items():
-                if k != "epoch":
-                    live.log_metric(k, v)
-            live.next_step()
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
         rng = _rng_state()
@@ -494,6 +504,12 @@ def _train(
                 state["world_size"] = world
                 state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
             checkpoint.save_atomic(state, state_path)
+            fault_point("train.state_saved")
+        if live is not None:
+            # Logged after the state is saved: what dvclive shows is always resumable, and
+            # a kill in between is repaired by _open_live's replay.
+            _log_epoch(live, metrics)
+            fault_point("train.epoch_logged")
         ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             if live is not None:

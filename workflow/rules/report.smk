@@ -7,6 +7,8 @@ rule table6:
     output:
         tex="results/table6.tex",
         csv="results/table6.csv",
+        # every metric of every run and split, long form (write_table6 writes it beside the csv)
+        metrics="results/table6_metrics.csv",
     log:
         "results/logs/table6.log",
     script:
@@ -20,6 +22,7 @@ rule probes:
     output:
         tex="results/probes.tex",
         csv="results/probes.csv",
+        metrics="results/probes_metrics.csv",
     log:
         "results/logs/probes.log",
     script:

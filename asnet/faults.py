@@ -1,0 +1,44 @@
+"""Named fault points on the real code path, for the fault-injection tests (tests/test_faults.py).
+
+`ASNET_FAULT="<point>@<n>:<action>"` makes the n-th pass (counted per process, from 1) of
+`fault_point("<point>")` either `kill` the process with SIGKILL (a kill -9 at exactly that
+point) or `hang` it (sleep until the test kills the process group, e.g. under Snakemake).
+Unset, a fault point costs one dictionary lookup; nothing else reads the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+ENV = "ASNET_FAULT"
+_passes: dict[str, int] = {}
+
+
+def _parse(spec: str) -> tuple[str, int, str]:
+    where, _, action = spec.partition(":")
+    point, _, nth = where.partition("@")
+    if action not in ("kill", "hang") or not point:
+        raise ValueError(f"{ENV}={spec!r}: expected <point>[@<n>]:kill or <point>[@<n>]:hang")
+    return point, int(nth or 1), action
+
+
+def fault_point(name: str) -> None:
+    """Kill or hang here if `ASNET_FAULT` names this point and this is its n-th pass."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    point, nth, action = _parse(spec)
+    if point != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] != nth:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    # The tests wait for this line (in the rule's log under Snakemake) before killing.
+    print(f"[fault] {name} pass {nth}: hanging (pid {os.getpid()})", file=sys.stderr, flush=True)
+    while True:  # hang: the test observes the state on disk, then kills the process group
+        time.sleep(3600)
