@@ -4,6 +4,8 @@ fine-tune from (config `pretrain:`, asnet.stages.pretrain, the Snakemake rule `p
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +96,8 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 def test_pretraining_is_deterministic_and_resumes(tiny_source: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Seeded: two pretraining runs give identical tensors; a run stopped after epoch 1 and
-    resumed with more epochs ends where an uninterrupted run does."""
+    resumed with more epochs, and one killed after epoch 1 and rerun, end where an
+    uninterrupted run does."""
     data = tiny_source / "data"
     models = []
     for name, epochs in (("a", [2]), ("b", [2]), ("resumed", [1, 2])):
@@ -105,10 +108,25 @@ def test_pretraining_is_deterministic_and_resumes(tiny_source: Path, tmp_path: P
         for e in epochs:
             model = stages.pretrain(load_config(overrides=["preset=tiny", f"pretrain.epochs={e}"]), progress=False)
         models.append(work / model)
-    a, b, resumed = (_tensors(m) for m in models)
-    assert a.keys() == b.keys() == resumed.keys()
+    # kill -9 right after epoch 1's state is saved (asnet.faults), then the same command again
+    work = tmp_path / "killed"
+    work.mkdir()
+    (work / "data").symlink_to(data)
+    cmd = [sys.executable, "-m", "asnet.cli", "pretrain", "--no-progress", "--set", "preset=tiny",
+           "--set", "pretrain.epochs=2"]
+    killed = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "ASNET_FAULT": "train.state_saved@1:kill"})
+    run = work / paths.pretrain_dir(TINY_SOURCE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (run / "state" / "last.pt").exists() and not (run / "model.pt").exists()
+    rerun = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming {paths.pretrain_dir(TINY_SOURCE)} from epoch 1" in rerun.stderr  # not retrained from scratch
+    models.append(run / "model.pt")
+    a, b, resumed, after_kill = (_tensors(m) for m in models)
+    assert a.keys() == b.keys() == resumed.keys() == after_kill.keys()
     for k in a:
-        assert torch.equal(a[k], b[k]) and torch.equal(a[k], resumed[k]), k
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], resumed[k]) and torch.equal(a[k], after_kill[k]), k
     ck = torch.load(models[0], weights_only=True)
     assert ck["num_classes"] == 12 and ck["variant"] == "single" and ck["pretrained"] is None
     assert [d["name"] for d in ck["config"]["datasets"]] == [TINY_SOURCE] and len(ck["history"]) == 2
