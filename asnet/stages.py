@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -169,7 +170,10 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
             )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(want, sort_keys=True) + "\n")
+        # atomically: parallel extraction chunks (and the source set's) may read it meanwhile
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(want, sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
 
 def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
