@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from asnet.config import TRAINING_SECTIONS, Config, from_dict
+from asnet.config import TRAINING_SECTIONS, Config, SPAConfig, from_dict
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
@@ -87,7 +87,8 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.plateau_factor, patience=t.plateau_patience)
     agent = agent_opt = None
     if variant.saliency == "spa":
-        agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden).to(rt.device)
+        agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden,
+                            cfg.spa.state_norm).to(rt.device)
         agent_opt = torch.optim.AdamW(agent.parameters(), lr=cfg.spa.lr, weight_decay=cfg.spa.weight_decay,
                                       foreach=True)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
@@ -137,7 +138,7 @@ def stream_inputs(
         parts.model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
             parts.model, parts.agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
-            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm,
+            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm, gt=batch["gt"],
         )
         parts.model.train(was_training)
         sal = episode.final_boxes
@@ -234,6 +235,9 @@ def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     config must not stop an interrupted run of another one from resuming."""
     now = cfg.to_dict()
     old = {k: saved.get(k) for k in TRAINING_SECTIONS}
+    if isinstance(old.get("spa"), dict):
+        # SPA keys added since the run was saved take their defaults: what the run trained with.
+        old["spa"] = dataclasses.asdict(SPAConfig(**old["spa"]))
     new = {k: now.get(k) for k in TRAINING_SECTIONS}
     old_ds = {d["name"]: d for d in saved.get("datasets", [])}
     new_ds = {d["name"]: d for d in now["datasets"]}
@@ -244,6 +248,17 @@ def _check_resumable(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         raise ValueError(
             f"{path} was written by a run with a different configuration ({', '.join(diffs[:8])}); "
             f"delete {path.parent.parent} to train from scratch, or restore the old configuration to resume"
+        )
+
+
+def _check_actor_boxes(train_df: pd.DataFrame, frames_dir: Path) -> None:
+    """spa.reward=oracle_iou rewards overlap with the actor: every training video needs its
+    ground-truth boxes (`<video>.boxes.npy`, written for the synthetic set only)."""
+    missing = [v for v in train_df["video"].astype(str) if not (Path(frames_dir) / f"{v}.boxes.npy").exists()]
+    if missing:
+        raise ValueError(
+            f"spa.reward=oracle_iou needs ground-truth actor boxes, but {len(missing)} training videos have none in "
+            f"{frames_dir} (e.g. {missing[0]}.boxes.npy): only synthetic datasets have them; use spa.reward=loss_sign"
         )
 
 
@@ -330,6 +345,8 @@ def _train(
     train_df, val_df = split_validation(
         manifest[manifest["subset"] == "train"].reset_index(drop=True), cfg.train.val_fraction, cfg.seed
     )
+    if variant.saliency == "spa" and cfg.spa.reward == "oracle_iou":
+        _check_actor_boxes(train_df, frames_dir)
     parts = build_parts(cfg, variant, num_classes, rt)
     state_path = run_dir / "state" / "last.pt"
     start_epoch, history = 0, []
@@ -536,7 +553,8 @@ def rebuild_trained(ck: dict[str, Any], device: str | torch.device = "cpu") -> t
     agent = None
     if ck.get("agent") is not None:
         agent = ActorCritic(
-            state_dim(model.feature_dim, int(ck["num_classes"]), cfg.spa.state), cfg.spa.actions, cfg.spa.hidden
+            state_dim(model.feature_dim, int(ck["num_classes"]), cfg.spa.state), cfg.spa.actions, cfg.spa.hidden,
+            cfg.spa.state_norm,
         )
         agent.load_state_dict(ck["agent"])
     return cfg, variant, model.to(device).eval(), agent.to(device).eval() if agent is not None else None
