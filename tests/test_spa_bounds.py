@@ -111,3 +111,16 @@ def test_localisation_table_pools_splits_and_tests_spa_against_the_best_fixed_bo
     assert table.loc["Best constant box", "Mean IoU"] == pytest.approx(0.10, abs=0.02)
     assert table.loc["SPA, oracle IoU reward", "Mean IoU"] == pytest.approx(0.4, abs=0.02)
     assert np.isnan(table.loc["SPA, box-aware state", "Mean IoU"])
+
+
+def test_localisation_runs_cover_the_synthetic_datasets_and_splits(tmp_path: Path) -> None:
+    from asnet import stages
+    from asnet.config import load_config
+
+    cfg = load_config(overrides=["preset=default"])
+    runs = stages.localisation_runs(cfg)
+    assert [r["variant"] for r in runs] == ["asnet", "asnet_oracle_spa", "asnet_spatial_spa"]
+    assert [p.parent.parent.name for p in runs[1]["predictions"]] == ["split1", "split2", "split3"]
+    # Without a dataset with actor boxes the table says so instead of failing.
+    empty = write_localisation([], tmp_path / "localisation.tex")
+    assert empty.empty and "no dataset with ground-truth actor boxes" in (tmp_path / "localisation.tex").read_text()

@@ -62,7 +62,7 @@ def localisation_frame(runs: list[dict]) -> pd.DataFrame:
             out.append(rec)
     columns = ["Dataset", "Box", "Run", "Mean IoU", "CI low", "CI high", "Videos", "vs best fixed", "Wins", "Losses",
                "Sign p"]
-    return pd.DataFrame(out, columns=columns)
+    return pd.DataFrame(out, columns=columns).astype({"Wins": "Int64", "Losses": "Int64"})
 
 
 def write_localisation(runs: list[dict], out_tex: Path) -> pd.DataFrame:
