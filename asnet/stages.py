@@ -190,6 +190,11 @@ _LAUNCH_ONLY = {("train", "workers"), ("train", "threads"), ("train", "nproc_per
                 ("frames", "chunks"), ("frames", "timeout_s")}
 
 
+# Keys added after runs were trained, whose default trains exactly as before: at the default they
+# leave the digest unchanged, so adding them does not retrain every existing run.
+_ADDED_AT_DEFAULT = (("spa", "state_norm", "none"), ("spa", "reward", "loss_sign"))
+
+
 def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     """Digest of everything that decides what a (dataset, variant) run trains, after the
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
@@ -204,6 +209,9 @@ def train_signature(cfg: Config, dataset: str, variant: str) -> str:
     keep["dataset"] = next((d for d in c["datasets"] if d["name"] == dataset), dataset)
     for section, key in _LAUNCH_ONLY:
         keep[section].pop(key, None)
+    for section, key, default in _ADDED_AT_DEFAULT:
+        if keep[section].get(key) == default:
+            keep[section].pop(key)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

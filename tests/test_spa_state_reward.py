@@ -139,3 +139,16 @@ def test_oracle_reward_without_actor_boxes_stops_before_training(in_tiny_workdir
     with pytest.raises(ValueError, match=r"spa.reward=oracle_iou needs ground-truth actor boxes.*\.boxes\.npy"):
         train_run(cfg, paths.manifest(DATASET, SPLIT), frames, tmp_path / "run", "asnet", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_new_keys_retrain_only_when_set() -> None:
+    from asnet import stages
+
+    cfg = load_config(overrides=["preset=tiny"])
+    base = stages.train_signature(cfg, DATASET, "asnet")
+    # At their defaults the keys are left out of the digest (existing runs are not retrained)...
+    assert stages.train_signature(
+        load_config(overrides=["preset=tiny", "spa.state_norm=none", "spa.reward=loss_sign"]), DATASET, "asnet") == base
+    # ...and any other value retrains.
+    assert stages.train_signature(load_config(overrides=["preset=tiny", "spa.state_norm=running"]), DATASET, "asnet") != base
+    assert stages.train_signature(cfg, DATASET, "asnet_oracle_spa") != base
