@@ -32,6 +32,16 @@ from asnet.spa.rollout import Episode, ppo_update
 from asnet.train.inputs import clip_to_frame
 
 BAR, UPDATES = 0.5, 200
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Thousands of tiny ops: one intra-op thread is fastest, and on a shared machine a second
+    spinning thread made one bandit 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 FRAME = 64
 TARGET = (36.0, 20.0, 52.0, 36.0)  # a 16-pixel actor right of centre on a 64 x 64 frame
 
@@ -126,7 +136,6 @@ def _cat(batches: list[dict], key: str) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_oracle_reward_spa_beats_the_best_constant_box_on_held_out_clips() -> None:
-    torch.set_num_threads(1)
     cfg = load_config(overrides=["preset=tiny", "spa.reward=oracle_iou", "spa.gamma=0", "spa.state_norm=running",
                                  "spa.lr=0.001"])
     spec = SyntheticSpec(n_classes=3, groups=9, clips_per_group=8, frames=16, height=48, seed=0)
