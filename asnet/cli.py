@@ -15,6 +15,7 @@
     asnet audit                                  # results/audit.{md,csv} (which claims reproduce)
     asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
+    asnet localisation                           # results/localisation.{tex,csv} (SPA's IoU vs its bounds)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 Bad input (config, overrides, missing inputs, unreadable checkpoints) exits with status 2
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("figure4", "figure4.pdf", "SPA reward and loss per epoch of the ASNet runs: results/figure4.{pdf,png}"),
         ("audit", "audit.md", "which of the paper's claims the runs reproduce: results/audit.{md,csv}"),
         ("spa-cost", "spa_cost.tex", "accuracy and FLOPs of the cheaper SPA beside the paper's: results/spa_cost.{tex,csv}"),
+        ("localisation", "localisation.tex",
+         "SPA's IoU with the actor against random / centre / best constant box and the oracle-reward SPA: "
+         "results/localisation.{tex,csv}"),
         ("anchor-check", "anchor_check.tex",
          "Hara et al.'s published fine-tuned models through our data path: results/anchor_check.{tex,csv}"),
     ):
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.probes(cfg, args.out).to_string(index=False))
         elif args.command == "spa-cost":
             print(stages.spa_cost(cfg, args.out).to_string(index=False))
+        elif args.command == "localisation":
+            print(stages.localisation(cfg, args.out).to_string(index=False))
         elif args.command == "anchor-check":
             print(stages.anchor_check(cfg, args.out, progress).drop(columns=["provenance"]).to_string(index=False))
         elif args.command == "audit":

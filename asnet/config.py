@@ -159,6 +159,11 @@ class SPAConfig:
     state_stride: int = 1
     # SPA's own crops (scene and patches) at this fraction of input.size; 1 = the paper.
     state_scale: float = 1.0
+    # none = the paper's raw state; running = standardised by a running mean / std (asnet.spa.agent).
+    state_norm: str = "none"
+    # loss_sign = eq. 6 (sgn of the loss change, reward_sign); oracle_iou = l1 * change of IoU with
+    # the ground-truth actor box (synthetic data only), plus eq. 6's l2 penalties.
+    reward: str = "loss_sign"
 
     def state_size(self, input_size: int) -> int:
         """Pixels of SPA's crops for a network input of `input_size` pixels."""
@@ -233,6 +238,8 @@ NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("model", "pretrained_strict"): True,
     ("model", "shortcut"): None,
     ("input", "normalization"): "auto",
+    ("spa", "state_norm"): "none",
+    ("spa", "reward"): "loss_sign",
 }
 
 

@@ -506,6 +506,25 @@ def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.Da
     return write_spa_cost(rows, out_tex)
 
 
+def localisation_runs(cfg: Config) -> list[dict]:
+    """Rows of results/localisation: per dataset with ground-truth actor boxes (synthetic), the
+    localisation variants (asnet, asnet_oracle_spa, asnet_spatial_spa) with the predictions.csv
+    of every configured split."""
+    from asnet.variants import LOCALISATION_VARIANTS
+
+    return [{"dataset": d.name, "variant": v,
+             "predictions": [paths.eval_dir(d.name, s, run_variant(cfg, v)) / "predictions.csv" for s in cfg.splits]}
+            for d in cfg.datasets if d.kind == "synthetic" for v in LOCALISATION_VARIANTS]
+
+
+def localisation(cfg: Config, out_tex: Path = Path("results/localisation.tex")) -> pd.DataFrame:
+    """results/localisation.{tex,csv}: SPA's IoU with the actor against its bounds (random,
+    centre and best constant box; oracle-reward and box-aware SPA), splits pooled."""
+    from asnet.report.localisation import write_localisation
+
+    return write_localisation(localisation_runs(cfg), out_tex)
+
+
 def anchor_inputs(cfg: Config) -> list[Path]:
     """The anchor check's inputs: the published files present and their datasets' split-1 data."""
     from asnet.report.anchor import anchor_inputs as inputs

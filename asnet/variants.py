@@ -94,7 +94,19 @@ SPA_COST_VARIANTS = ("single", "asnet", "asnet_fast_spa")
 _SPA_COST = (_asnet("asnet_fast_spa", "ASNet, SPA on 1/2-size crops of every 2nd frame",
                     **{"spa.state_scale": 0.5, "spa.state_stride": 2}),)
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in _BASE + _TABLE1 + _TABLE2 + _TABLE3 + _TABLE4 + _SPA_COST}
+# Not in the paper: SPA's localisation against its bounds (results/localisation, synthetic data
+# only). The oracle-reward SPA learns from the change of IoU with the actor instead of the
+# classifier's loss: the ceiling of the paper's policy and state. The box-aware SPA's state adds
+# a coarse spatial map and the current box (spa.state=spatial): what the paper's state costs.
+LOCALISATION_VARIANTS = ("asnet", "asnet_oracle_spa", "asnet_spatial_spa")
+_LOCALISATION = (
+    _asnet("asnet_oracle_spa", "ASNet, SPA with the oracle IoU reward", **{"spa.reward": "oracle_iou"}),
+    _asnet("asnet_spatial_spa", "ASNet, box-aware SPA state (beyond the paper)", **{"spa.state": "spatial"}),
+)
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v for v in _BASE + _TABLE1 + _TABLE2 + _TABLE3 + _TABLE4 + _SPA_COST + _LOCALISATION
+}
 LABELS = {v.name: v.label for v in VARIANTS.values()}
 
 # The paper's experiment tables: rows (variant names) and, for the paper's value of a row,

@@ -70,3 +70,34 @@ def mcnemar_p(b: int, c: int) -> float:
     tail = sum(comb(m, i) for i in range(min(b, c) + 1))
     # int / int true division is correctly rounded in Python, even for 2**m beyond float range.
     return min(1.0, 2 * tail / 2**m)
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap (1 - alpha) interval of the mean of per-video values (e.g. a box's
+    mean IoU with the actor per test video): videos resampled with replacement, in chunks so
+    memory stays O(chunk * n). Deterministic by `seed`."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"values: expected a non-empty 1-D array of per-video values, got shape {arr.shape}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // arr.size)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        means[start : start + k] = arr[rng.integers(0, arr.size, size=(k, arr.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def sign_test(a: np.ndarray, b: np.ndarray) -> dict[str, float | int]:
+    """Two-sided exact sign test of paired per-video values a vs b (same videos, same order):
+    wins = a > b, losses = a < b, ties dropped; p as McNemar's (mcnemar_p) on (wins, losses)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired test needs the same videos: shapes {x.shape} vs {y.shape}")
+    wins, losses = int((x > y).sum()), int((x < y).sum())
+    return {"wins": wins, "losses": losses, "n": int(x.size), "p": mcnemar_p(wins, losses)}

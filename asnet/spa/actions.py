@@ -76,3 +76,13 @@ def rewards(
     else:
         raise ValueError(f"reward sign must be 'decrease' or 'printed', got {sign!r}")
     return l1 * torch.sign(delta) + l2 * penalty
+
+
+def iou_rewards(iou_before: Tensor, iou_after: Tensor, penalty: Tensor, l1: float, l2: float) -> Tensor:
+    """spa.reward=oracle_iou: r = l1 * (IoU(box_{t+1}, gt) - IoU(box_t, gt)) + l2 * (P_b + P_o). -> (B,)
+
+    Not the paper's reward: the change of overlap with the ground-truth actor box (synthetic
+    data only), so the policy learns from a reward that is right by construction; its IoU is
+    the ceiling of what SPA can learn with its state and actions.
+    """
+    return l1 * (iou_after - iou_before) + l2 * penalty

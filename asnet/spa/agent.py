@@ -8,6 +8,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Beta
 
+STATE_NORMS = ("none", "running")
+# Running statistics weigh at most this many past states: a Welford mean/variance that turns
+# into an exponential moving average once it has seen them, so the statistics follow the
+# features while the CNN trains (SPA and the CNN alternate) instead of freezing on the first ones.
+NORM_WINDOW = 10_000
+NORM_CLIP = 10.0  # standardised features beyond +-10 std are clipped (a rare outlier cannot dominate)
+
 
 class ActorCritic(nn.Module):
     """pi(a | s) and V(s) over the state s = cat(s_g, s_p, s_l).
@@ -15,11 +22,24 @@ class ActorCritic(nn.Module):
     The paper says policy and value share a "three-layer perceptron"; its action
     distribution is not given (NOTES item 3). A Beta distribution per action keeps actions
     in (0, 1) without clipping, which actions.py scales to the frame.
+
+    state_norm="running" standardises the state by a running mean / std kept as buffers
+    (`state_mean`, `state_var`, `state_count`: saved and restored with the agent's
+    state_dict). Only `update_state_norm` changes them, which SPA's PPO update calls on
+    training episodes; acting and evaluation read them frozen. state_norm="none" (the paper)
+    registers no buffers, so its state_dict is the one of checkpoints written before the key.
     """
 
-    def __init__(self, state_dim: int, n_actions: int, hidden: int = 256) -> None:
+    def __init__(self, state_dim: int, n_actions: int, hidden: int = 256, state_norm: str = "none") -> None:
         super().__init__()
+        if state_norm not in STATE_NORMS:
+            raise ValueError(f"spa.state_norm must be one of {STATE_NORMS}, got {state_norm!r}")
         self.n_actions = n_actions
+        self.state_norm = state_norm
+        if state_norm == "running":
+            self.register_buffer("state_mean", torch.zeros(state_dim))
+            self.register_buffer("state_var", torch.ones(state_dim))
+            self.register_buffer("state_count", torch.zeros((), dtype=torch.float64))
         self.trunk = nn.Sequential(
             nn.Linear(state_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden), nn.ReLU(inplace=True)
         )
@@ -31,10 +51,35 @@ class ActorCritic(nn.Module):
 
     def forward(self, state: Tensor) -> tuple[Beta, Tensor]:
         """state (N, state_dim) -> (Beta over (N, A), value (N,))"""
-        h = self.trunk(state.float())
+        h = self.trunk(self.normalise(state.float()))
         ab = F.softplus(self.policy(h)) + 1.0  # alpha, beta > 1: unimodal
         alpha, beta = ab.chunk(2, dim=1)  # (N, A) each
         return Beta(alpha, beta), self.value(h).squeeze(1)
+
+    def normalise(self, state: Tensor) -> Tensor:
+        """The state as the trunk sees it: standardised by the running statistics (if any)."""
+        if self.state_norm == "none":
+            return state
+        z = (state - self.state_mean) / torch.sqrt(self.state_var + 1e-6)
+        return z.clamp(-NORM_CLIP, NORM_CLIP)
+
+    @torch.no_grad()
+    def update_state_norm(self, states: Tensor) -> None:
+        """Merge a batch of states (N, state_dim) into the running mean / variance (Chan et al.'s
+        parallel Welford update; the past counts at most NORM_WINDOW states). Deterministic."""
+        if self.state_norm == "none" or states.numel() == 0:
+            return
+        x = states.reshape(-1, states.shape[-1]).double()
+        n = float(x.shape[0])
+        past = float(self.state_count.clamp(max=NORM_WINDOW))
+        mean_b, var_b = x.mean(0), x.var(0, unbiased=False)
+        total = past + n
+        delta = mean_b - self.state_mean.double()
+        mean = self.state_mean.double() + delta * (n / total)
+        m2 = self.state_var.double() * past + var_b * n + delta.pow(2) * past * n / total
+        self.state_mean.copy_(mean.to(self.state_mean.dtype))
+        self.state_var.copy_((m2 / total).to(self.state_var.dtype))
+        self.state_count.fill_(total)
 
     @torch.no_grad()
     def act(self, state: Tensor, deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:

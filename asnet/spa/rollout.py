@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asnet.config import InputConfig, SPAConfig
-from asnet.data.crops import crop_resize, full_frame_boxes
+from asnet.data.crops import box_iou, crop_resize, full_frame_boxes
 from asnet.hara import Normalisation
 from asnet.models.asnet import ASNet
-from asnet.spa.actions import actions_to_boxes, initial_boxes, punishments, rewards
+from asnet.spa.actions import actions_to_boxes, initial_boxes, iou_rewards, punishments, rewards
 from asnet.spa.agent import ActorCritic
 from asnet.spa.ppo import advantages, discounted_returns, ppo_loss
+from asnet.train.inputs import clip_to_frame
 
 
 @dataclass
@@ -62,6 +63,7 @@ def run_episode(
     to_input: Callable[[Tensor], Tensor] | None = None,
     *,
     norm: Normalisation,
+    gt: Tensor | None = None,
 ) -> Episode:
     """Place SPA's box `steps` times on each clip of the batch; the CNN is not updated.
 
@@ -70,8 +72,15 @@ def run_episode(
     `norm` is the run's input normalisation (Config.normalisation()).
     `to_input` moves a crop batch to the device in the model's memory format (Runtime.to_input);
     without it, crops only move to the model's device.
+    `gt` (B, 4): the actor's box over each clip, read only by spa.reward=oracle_iou (with labels).
     """
     device = next(model.parameters()).device
+    oracle = labels is not None and spa.reward == "oracle_iou"
+    if oracle and (gt is None or torch.isnan(gt).any()):
+        raise ValueError(
+            "spa.reward=oracle_iou needs the ground-truth actor box of every clip (the batch's `gt`), "
+            "but it is missing (NaN): only the synthetic datasets have one; use spa.reward=loss_sign here"
+        )
     prepare = to_input or (lambda x: x.to(device))
     # spa.state_stride > 1 computes SPA's states and rewards on every k-th frame: k times
     # fewer FLOPs for the T + 2 rollout forwards (an approximation of the paper, opt-in);
@@ -124,7 +133,11 @@ def run_episode(
         if labels is not None:
             new_loss = F.cross_entropy(s_l, labels.to(device), reduction="none")
             pen = punishments(box, heights, widths, spa.min_side, spa.omega).to(device)
-            rews.append(rewards(loss, new_loss, pen, spa.l1, spa.l2, spa.reward_sign))
+            if oracle:
+                before, after = (box_iou(clip_to_frame(b, heights, widths), gt).to(device) for b in (boxes[-2], box))
+                rews.append(iou_rewards(before, after, pen, spa.l1, spa.l2))
+            else:
+                rews.append(rewards(loss, new_loss, pen, spa.l1, spa.l2, spa.reward_sign))
             losses.append(new_loss)
             loss = new_loss
     return Episode(
@@ -141,7 +154,11 @@ def run_episode(
 def ppo_update(
     agent: ActorCritic, optimizer: torch.optim.Optimizer, ep: Episode, spa: SPAConfig, generator: torch.Generator
 ) -> dict[str, float]:
-    """PPO epochs over the episode's transitions in shuffled minibatches (CNN fixed)."""
+    """PPO epochs over the episode's transitions in shuffled minibatches (CNN fixed).
+
+    With spa.state_norm=running the agent's running state statistics then take in the
+    episode's states: acting and learning on an episode both see the statistics as they were
+    when it was played, and the next episode sees the updated ones."""
     assert ep.rewards is not None, "a training episode needs labels"
     returns = discounted_returns(ep.rewards, spa.gamma)  # (T, B)
     adv = advantages(returns, ep.values, spa.normalize_advantage)
@@ -166,6 +183,7 @@ def ppo_update(
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v
             count += 1
+    getattr(agent, "module", agent).update_state_norm(ep.states)  # the DDP wrapper's module
     out = {k: v / max(count, 1) for k, v in totals.items()}
     out["reward"] = float(ep.rewards.mean())
     return out

@@ -21,7 +21,8 @@ metric without the model) and ``confusion.png``.
 
 On datasets with ground-truth actor boxes (the synthetic set) it also measures how well
 the saliency-stream box covers the actor: mean IoU of SPA's box, of a centre box and of a
-random box of SPA's initial size, each against the actor's box over the clip.
+random box of SPA's initial size, and of the best constant box of the split's training clips
+(asnet.spa.bounds), each against the actor's box over the clip.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
 from asnet.device import Runtime, select_runtime, set_threads
+from asnet.spa.bounds import constant_boxes, split_constant_box
 from asnet.train import checkpoint
 from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
 from asnet.train.loop import Parts, rebuild_trained, stream_inputs
@@ -67,11 +69,22 @@ def view_boxes(views: str, heights: Tensor, widths: Tensor) -> Tensor:
     return torch.stack([square_at(pos, side, h, w) for pos in VIEW_CROPS[views]], dim=1)
 
 
-def model_scorer(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, gen: torch.Generator) -> ScoreFn:
+def model_scorer(
+    parts: Parts,
+    variant: Variant,
+    cfg: Config,
+    rt: Runtime,
+    gen: torch.Generator,
+    constant_box: tuple[float, float, float] | None = None,
+) -> ScoreFn:
     """ScoreFn of a trained run (single stream, Siamese or ASNet): the context stream's input
     is each view's box for the conventional context (the variant's own box otherwise: the
     probes' full frame / centre / oracle); the saliency stream's input comes from
-    ``stream_inputs`` (SPA's test-time episode or a fixed box), once per clip."""
+    ``stream_inputs`` (SPA's test-time episode or a fixed box), once per clip.
+
+    On clips with actor boxes the extras are the IoU with the actor of SPA's box (iou_spa),
+    of a centre and a random box of SPA's initial size, and of `constant_box` (frame-relative,
+    asnet.spa.bounds: the best constant box of the training clips) as iou_best_constant."""
     model, inp, norm = parts.model, cfg.input, cfg.normalisation()
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -97,6 +110,8 @@ def model_scorer(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, gen: 
                    "random": fixed_saliency_boxes("random", cfg, heights, widths, gen)}
             if episode is not None:
                 sal["spa"] = clip_to_frame(episode.final_boxes, heights, widths)
+            if constant_box is not None:
+                sal["best_constant"] = constant_boxes(constant_box, heights, widths)
             extras = {f"iou_{k}": box_iou(b, gt) for k, b in sal.items()}
         return torch.stack(views, dim=1).cpu(), extras
 
@@ -244,7 +259,9 @@ def evaluate_run(
     manifest = pd.read_csv(manifest_path)
     test_df = manifest[manifest["subset"] == "test"].reset_index(drop=True)
     model.eval()
-    scorer = model_scorer(parts, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed))
+    # The ceiling of a pure box prior, fitted on this split's training clips (never the test ones).
+    constant = split_constant_box(Path(manifest_path).resolve(), Path(frames_dir).resolve(), cfg.input.clip_len)
+    scorer = model_scorer(parts, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed), constant)
     # Where the weights came from and how inputs were normalised, next to the accuracy.
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,

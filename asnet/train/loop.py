@@ -89,7 +89,8 @@ def build_parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime) ->
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.plateau_factor, patience=t.plateau_patience)
     agent = agent_opt = None
     if variant.saliency == "spa":
-        agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden).to(rt.device)
+        agent = ActorCritic(state_dim(model.feature_dim, num_classes, cfg.spa.state), cfg.spa.actions, cfg.spa.hidden,
+                            cfg.spa.state_norm).to(rt.device)
         agent_opt = torch.optim.AdamW(agent.parameters(), lr=cfg.spa.lr, weight_decay=cfg.spa.weight_decay,
                                       foreach=True)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
@@ -139,7 +140,7 @@ def stream_inputs(
         parts.model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
             parts.model, parts.agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
-            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm,
+            steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm, gt=batch["gt"],
         )
         parts.model.train(was_training)
         sal = episode.final_boxes
@@ -246,6 +247,17 @@ def _check_resumable(ck: dict[str, Any], cfg: Config, path: Path) -> None:
         )
 
 
+def _check_actor_boxes(train_df: pd.DataFrame, frames_dir: Path) -> None:
+    """spa.reward=oracle_iou rewards overlap with the actor: every training video needs its
+    ground-truth boxes (`<video>.boxes.npy`, written for the synthetic set only)."""
+    missing = [v for v in train_df["video"].astype(str) if not (Path(frames_dir) / f"{v}.boxes.npy").exists()]
+    if missing:
+        raise ValueError(
+            f"spa.reward=oracle_iou needs ground-truth actor boxes, but {len(missing)} training videos have none in "
+            f"{frames_dir} (e.g. {missing[0]}.boxes.npy): only synthetic datasets have them; use spa.reward=loss_sign"
+        )
+
+
 def _log_epoch(live: Any, metrics: dict[str, float]) -> None:
     for k, v in metrics.items():
         if k != "epoch":
@@ -345,6 +357,8 @@ def _train(
     train_df, val_df = split_validation(
         manifest[manifest["subset"] == "train"].reset_index(drop=True), cfg.train.val_fraction, cfg.seed
     )
+    if variant.saliency == "spa" and cfg.spa.reward == "oracle_iou":
+        _check_actor_boxes(train_df, frames_dir)
     parts = build_parts(cfg, variant, num_classes, rt)
     state_path = run_dir / "state" / "last.pt"
     start_epoch, history = 0, []
@@ -552,7 +566,8 @@ def rebuild_trained(ck: dict[str, Any], device: str | torch.device = "cpu") -> t
     agent = None
     if ck.get("agent") is not None:
         agent = ActorCritic(
-            state_dim(model.feature_dim, int(ck["num_classes"]), cfg.spa.state), cfg.spa.actions, cfg.spa.hidden
+            state_dim(model.feature_dim, int(ck["num_classes"]), cfg.spa.state), cfg.spa.actions, cfg.spa.hidden,
+            cfg.spa.state_norm,
         )
         agent.load_state_dict(ck["agent"])
     return cfg, variant, model.to(device).eval(), agent.to(device).eval() if agent is not None else None
