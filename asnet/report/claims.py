@@ -144,7 +144,8 @@ def build_claims(cfg: Config) -> list[Claim]:
         p = preds(d.name, "asnet", cfg.splits)
         if p is None or "iou_spa" not in p.columns:
             continue
-        for other in ("center", "random"):
+        # best_constant: the best box prior of the training clips, the ceiling of a fixed box.
+        for other in (o for o in ("center", "random", "best_constant") if f"iou_{o}" in p.columns):
             comps.append(paired_values(f"{d.name} SPA box vs {other} box (IoU with the actor)",
                                        p["iou_spa"], p[f"iou_{other}"]))
     c = Claim("10", "SPA's box covers the actor (the salient region)", "Figure 5 (qualitative)",
