@@ -14,6 +14,19 @@ from asnet.variants import LABELS
 PAPER_NUMBERS = REPO_ROOT / "workflow" / "paper" / "paper_numbers.csv"
 
 
+def _flat(metrics: dict) -> dict:
+    """One CSV column per scalar: provenance records ({"pretrained": {"sha256": ...}}) become
+    pretrained_sha256, ...; nested lists stay readable as JSON."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                out[f"{key}_{sub}"] = json.dumps(v) if isinstance(v, list | dict) else v
+        else:
+            out[key] = value
+    return out
+
+
 def collect_metrics(paths: list[Path]) -> pd.DataFrame:
     """Read results/eval/<dataset>/split<k>/<variant>/metrics.json files into one long frame."""
     rows = []
@@ -22,7 +35,7 @@ def collect_metrics(paths: list[Path]) -> pd.DataFrame:
         variant, split_dir, dataset = p.parent.name, p.parent.parent.name, p.parent.parent.parent.name
         if not split_dir.startswith("split"):
             raise ValueError(f"{p}: expected .../<dataset>/split<k>/<variant>/metrics.json")
-        m = json.loads(p.read_text())
+        m = _flat(json.loads(p.read_text()))
         rows.append({"dataset": dataset, "variant": variant, "split": int(split_dir[5:]), **m})
     if not rows:
         raise ValueError("no metrics files given")
