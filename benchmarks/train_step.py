@@ -102,7 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_config(args: argparse.Namespace) -> Config:
     """The preset with the command line's overrides (validated like any run's config)."""
-    ov = [f"preset={args.preset}"]
+    # Step time does not depend on the weights' values: no pretrained file is needed (the
+    # default preset's stand-in is a pipeline output); --set model.pretrained=... still wins.
+    ov = [f"preset={args.preset}", "model.pretrained=null", "model.pretrained_dir=null"]
     for key, val in (("model.arch", args.arch), ("model.depth", args.depth), ("model.width", args.width),
                      ("input.clip_len", args.clip_len), ("input.size", args.size),
                      ("train.batch_size", args.batch), ("spa.train_steps", args.train_steps),

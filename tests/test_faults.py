@@ -80,9 +80,11 @@ def _cli(work: Path, *args: str, env: dict[str, str] | None = None, check: bool 
     return proc
 
 
-def _decoded(output: str) -> dict[int, tuple[int, int]]:
-    """{chunk: (decoded now, already done)} from extract_videos' summary lines."""
-    found = re.findall(r"\[frames\] \S*chunk(\d+)\S*: .*\((\d+) decoded now, (\d+) already done\)", output)
+def _decoded(output: str, dataset: str = DATASET) -> dict[int, tuple[int, int]]:
+    """{chunk: (decoded now, already done)} from extract_videos' summary lines of `dataset`
+    (the `frames` target also extracts the preset's pretraining source set)."""
+    found = re.findall(rf"\[frames\] data/{dataset}/frames_chunks/chunk(\d+)\S*: .*\((\d+) decoded now, (\d+) already done\)",
+                       output)
     return {int(c): (int(n), int(d)) for c, n, d in found}
 
 
