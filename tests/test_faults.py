@@ -28,6 +28,9 @@ from asnet.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "synthetic_tiny"
+# The target set's frame index: the `frames` rule would also extract the pretraining source set,
+# whose chunks would then hit the injected fault first.
+TARGET_INDEX = f"data/{DATASET}/frames/index.csv"
 TINY = ["preset=tiny"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
@@ -187,7 +190,7 @@ def test_snakemake_extraction_killed_mid_chunk_keeps_finished_videos(
                    capture_output=True, timeout=300)
     _corrupt(work)
     env = {**os.environ, "ASNET_FAULT": "extract.video_done@3:hang"}
-    proc = subprocess.Popen(base + ["frames", "--config", *TINY], cwd=REPO, env=env, start_new_session=True,
+    proc = subprocess.Popen(base + [TARGET_INDEX, "--config", *TINY], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(work / "results/logs" / DATASET / "extract_chunk0.log", "[fault] extract.video_done", proc)
@@ -195,9 +198,9 @@ def test_snakemake_extraction_killed_mid_chunk_keeps_finished_videos(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     # A Snakemake killed with -9 leaves its lock: `--unlock` is the documented first step.
-    subprocess.run(base + ["frames", "--unlock", "--config", *TINY], cwd=REPO, check=True, capture_output=True,
+    subprocess.run(base + [TARGET_INDEX, "--unlock", "--config", *TINY], cwd=REPO, check=True, capture_output=True,
                    timeout=300)
-    rerun = subprocess.run(base + ["frames", "--rerun-incomplete", "--config", *TINY], cwd=REPO,
+    rerun = subprocess.run(base + [TARGET_INDEX, "--rerun-incomplete", "--config", *TINY], cwd=REPO,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert _decoded(rerun.stdout + rerun.stderr) == {0: (6, 3), 1: (9, 0)}, rerun.stdout + rerun.stderr
