@@ -33,7 +33,7 @@ def _real_dirs(ds: DatasetConfig) -> tuple[Path, Path]:
     if not ds.root or not ds.splits_dir:
         raise ConfigError(
             f"datasets[{ds.name}]: kind {ds.kind} needs `root` (folder of class folders of videos) and "
-            f"`splits_dir` (folder with {_SPLIT_FILES.get(ds.kind, 'the split lists')}); see README, Real datasets"
+            f"`splits_dir` (folder with {_SPLIT_FILES.get(ds.kind, 'the split lists')}); see docs/real-data.md"
         )
     root, splits = Path(ds.root), Path(ds.splits_dir)
     for key, p in (("root", root), ("splits_dir", splits)):
@@ -49,7 +49,7 @@ def _unpack_archives(ds: DatasetConfig) -> None:
     if not (ds.archive and ds.splits_archive and ds.root and ds.splits_dir):
         raise ConfigError(
             f"datasets[{ds.name}]: `archive` and `splits_archive` go together, with `root` and `splits_dir` "
-            "naming where they unpack to; see README, Real datasets"
+            "naming where they unpack to; see docs/real-data.md"
         )
     root, splits_dir = Path(ds.root), Path(ds.splits_dir)
     if root.is_dir() and splits_dir.is_dir():

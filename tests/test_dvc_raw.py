@@ -1,7 +1,7 @@
-"""The README's "Raw data under DVC" recipe, run for real: dvc add, push to a local-directory
+"""The "Raw data under DVC" recipe (docs/real-data.md), run for real: dvc add, push to a local-directory
 remote, git clone elsewhere, dvc pull, and the raw files come back byte for byte.
 
-The temporary repository ignores data/ the way the README asks (everything but the
+The temporary repository ignores data/ the way docs/real-data.md asks (everything but the
 ``data/raw/*.dvc`` pointers): a blanket ``/data/`` makes ``dvc add data/raw/...`` fail with
 "bad DVC file name ... is git-ignored", and ``/data/*`` makes ``dvc push`` find nothing.
 """

@@ -2,8 +2,8 @@
 training (asnet.faults) and at observed moments of evaluation, under the CLI and under
 Snakemake, then rerun and compare every output with an uninterrupted run's (files byte for
 byte, checkpoints by tensors). The tiny preset's 18 synthetic videos are extracted with 4 of
-them made bad (empty, random bytes, two cut in half), 2 in each of its 2 chunks. The README's
-Reliability section lists what is covered; keep it in step."""
+them made bad (empty, random bytes, two cut in half), 2 in each of its 2 chunks. docs/reliability.md
+lists what is covered; keep it in step."""
 
 from __future__ import annotations
 

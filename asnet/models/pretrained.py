@@ -66,7 +66,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(
             f"model.pretrained: {path} does not exist; download Hara et al.'s checkpoints "
-            "(README, Pretrained weights) or set model.pretrained / model.pretrained_dir to null"
+            "(docs/real-data.md, Pretrained weights) or set model.pretrained / model.pretrained_dir to null"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -77,7 +77,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         # file holds: load_error_detail never passes it on.
         raise PretrainedMismatch(
             f"{path}: not a PyTorch checkpoint of tensors ({load_error_detail(exc)}); check that the download is "
-            "complete (its sha256 is in the README's list) and that it is the published .pth file"
+            "complete and that it is the published .pth file"
         ) from None
     if not isinstance(obj, dict):
         raise PretrainedMismatch(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
@@ -171,7 +171,7 @@ def load_pretrained(model: ASNet, path: str | Path, cfg: Config) -> LoadReport:
         what = (f"{path} does not fit the configured backbone {cfg.model.arch}-{cfg.model.depth} "
                 f"(shortcut {cfg.shortcut() or 'default'}): {len(missing)} tensors missing from the file "
                 f"[{_names(missing)}], {len(unexpected)} unexpected [{_names(unexpected)}]")
-        hint = ("check model.arch/model.depth/model.shortcut against the file (README, Pretrained weights)"
+        hint = ("check model.arch/model.depth/model.shortcut against the file (docs/real-data.md, Pretrained weights)"
                 if state else "the file holds no backbone tensor")
         if cfg.model.pretrained_strict:
             raise PretrainedMismatch(f"{what}; {hint}, or set model.pretrained_strict: false to load it anyway")

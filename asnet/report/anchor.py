@@ -169,7 +169,7 @@ def audit_lines(csv: Path) -> list[str]:
     done = df[df["status"].isin(["evaluated"])]
     if done.empty:
         return ["", "## Anchor check", "", "Not run: none of Hara et al.'s published fine-tuned files is present "
-                "(`results/anchor_check.csv`); on real data run it first (README, Pretrained weights)."]
+                "(`results/anchor_check.csv`); on real data run it first (docs/real-data.md, Pretrained weights)."]
     lines = ["", "## Anchor check", ""]
     for r in done.itertuples(index=False):
         verdict = f"**{FLAG}**" if r.flag else "within tolerance"
