@@ -22,7 +22,7 @@ from torch import Tensor
 
 from asnet import hara, paths
 from asnet.config import REPO_ROOT, Config
-from asnet.report.tables import to_latex
+from asnet.report.tables import write_csv_and_tex
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,6 @@ def anchor_frame(cfg: Config, progress: bool = True) -> pd.DataFrame:
 def write_anchor_check(cfg: Config, out_tex: Path, progress: bool = True) -> pd.DataFrame:
     """results/anchor_check.{tex,csv}."""
     df = anchor_frame(cfg, progress)
-    out_tex.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
     show = pd.DataFrame({
         "Published model": df["file"].str.replace("_", r"\_", regex=False),
         "Dataset": df["dataset"], "Frames": df["frames"],
@@ -157,7 +155,7 @@ def write_anchor_check(cfg: Config, out_tex: Path, progress: bool = True) -> pd.
                f"(every non-overlapping clip, the last loop-padded, centre crop, mean of clip softmax), video top-1 (\\%) "
                f"on our split-1 test videos (evaluated/listed). Reported: Hara et al.'s 3-split mean, so a split-1 "
                f"number may differ by a point or two; a difference beyond {tol:g} points is flagged.")
-    out_tex.write_text(to_latex(show, caption, f"tab:{out_tex.stem}", {"Diff": "{:+.1f}"}))
+    write_csv_and_tex(df, show, out_tex, caption, {"Diff": "{:+.1f}"})
     return df
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from asnet.report.stats import bootstrap_mean_ci, sign_test
-from asnet.report.tables import to_latex
+from asnet.report.tables import write_csv_and_tex
 
 # (label, variant whose predictions.csv holds it, column)
 ROWS = (
@@ -68,8 +68,6 @@ def localisation_frame(runs: list[dict]) -> pd.DataFrame:
 def write_localisation(runs: list[dict], out_tex: Path) -> pd.DataFrame:
     """results/localisation.{tex,csv} from `runs` (see localisation_frame)."""
     wide = localisation_frame(runs)
-    out_tex.parent.mkdir(parents=True, exist_ok=True)
-    wide.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
     caption = ("SPA's localisation against its bounds (not in the paper): mean IoU with the actor's box over the "
                "test videos of the configured splits pooled, with a 95\\% bootstrap interval; the sign test pairs "
                "SPA with the best fixed box (random, centre or the best constant box of the training clips) per "
@@ -78,8 +76,8 @@ def write_localisation(runs: list[dict], out_tex: Path) -> pd.DataFrame:
     fmt = {c: "{:.3f}" for c in ("Mean IoU", "CI low", "CI high", "Sign p")}
     fmt.update({"Wins": "{:.0f}", "Losses": "{:.0f}"})
     if wide.empty:
-        wide_tex = pd.DataFrame({"Note": ["no dataset with ground-truth actor boxes is configured"]})
-        out_tex.write_text(to_latex(wide_tex, caption, f"tab:{out_tex.stem}"))
+        write_csv_and_tex(wide, pd.DataFrame({"Note": ["no dataset with ground-truth actor boxes is configured"]}),
+                          out_tex, caption)
     else:
-        out_tex.write_text(to_latex(wide.drop(columns=["Run"]), caption, f"tab:{out_tex.stem}", fmt))
+        write_csv_and_tex(wide, wide.drop(columns=["Run"]), out_tex, caption, fmt)
     return wide

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from asnet.report.tables import interval_and_p, load_predictions, to_latex
+from asnet.report.tables import interval_and_p, load_predictions, write_csv_and_tex
 from asnet.variants import LABELS
 
 REFERENCE = "asnet"  # the paper's SPA: what the cheaper one is compared with
@@ -46,12 +46,10 @@ def spa_cost_frame(rows: list[dict]) -> pd.DataFrame:
 def write_spa_cost(rows: list[dict], out_tex: Path) -> pd.DataFrame:
     """results/spa_cost.{tex,csv} from `rows` (see spa_cost_frame)."""
     wide = spa_cost_frame(rows)
-    out_tex.parent.mkdir(parents=True, exist_ok=True)
-    wide.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
     caption = ("SPA's cost: top-1 (\\%) on the first split with a 95\\% bootstrap interval, McNemar's p of the "
                "cheaper SPA against the paper's on the same videos, SPA's box IoU with the actor (synthetic "
                "data only), and FLOPs per clip relative to the single stream (training: forward + backward "
                "and SPA's episode; test: SPA's rollout included). SPA sees: frames x pixels of its crops.")
     fmt = {"McNemar p vs paper's SPA": "{:.3f}", "Train FLOPs (x single)": "{:.2f}", "Test FLOPs (x single)": "{:.2f}"}
-    out_tex.write_text(to_latex(wide.drop(columns=["run"]), caption, f"tab:{out_tex.stem}", fmt))
+    write_csv_and_tex(wide, wide.drop(columns=["run"]), out_tex, caption, fmt)
     return wide

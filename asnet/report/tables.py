@@ -112,6 +112,14 @@ def table6_frame(
     return pd.DataFrame(out)
 
 
+def write_csv_and_tex(full: pd.DataFrame, shown: pd.DataFrame, out_tex: Path, caption: str,
+                      formats: dict[str, str] | None = None) -> None:
+    """`full` as out_tex's .csv (4 decimals) and `shown` as its LaTeX table, labelled tab:<stem>."""
+    out_tex.parent.mkdir(parents=True, exist_ok=True)
+    full.to_csv(out_tex.with_suffix(".csv"), index=False, float_format="%.4f")
+    out_tex.write_text(to_latex(shown, caption, f"tab:{out_tex.stem}", formats))
+
+
 def to_latex(df: pd.DataFrame, caption: str, label: str, formats: dict[str, str] | None = None) -> str:
     """booktabs LaTeX: numbers with one decimal (or `formats[column]`), "--" for missing; deterministic."""
     fmt = {c: "{:.1f}" for c in df.columns if pd.api.types.is_float_dtype(df[c])}
