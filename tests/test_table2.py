@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from asnet.config import load_config
-from asnet.models.pretrained import hara_checkpoint_name
+from asnet.hara import published_name as hara_checkpoint_name
 from asnet.stages import experiment_runs, pretrained_inputs, run_variant
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,7 @@ class LoadReport:
 def pretrained_path(cfg: Config) -> Path | None:
     """The checkpoint a run starts from: `model.pretrained` if set, else the published file for
     the configured backbone in `model.pretrained_dir`, else None (from scratch)."""
-    from dataclasses import asdict
-
     return hara.pretrained_file(asdict(cfg.model), cfg.input.clip_len)
-
-
-def hara_checkpoint_name(arch: str, depth: int, clip_len: int) -> str:
-    """Published 2018-release file name of the Kinetics checkpoint for a backbone."""
-    return hara.published_name(arch, depth, clip_len, "hara2018")
 
 
 def sha256(path: Path) -> str:
