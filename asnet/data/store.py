@@ -190,7 +190,8 @@ class _JpegPack(StoredVideo):
                 continue
             a, b = int(self.offsets[j]) - base, int(self.offsets[j + 1]) - base
             try:
-                img = simplejpeg.decode_jpeg(span[a:b], colorspace="RGB", buffer=out[k])
+                # fastupsample: ~9% faster, 0.05 dB (docs/performance.md)
+                img = simplejpeg.decode_jpeg(span[a:b], colorspace="RGB", fastupsample=True, buffer=out[k])
             except ValueError as exc:
                 raise StoreError(f"{self.path}: frame {j} does not decode ({exc}); {_fix(self.path)}") from None
             if img.shape != (h, w, 3):
