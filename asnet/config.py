@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from asnet import hara
+from asnet.data.store import DEFAULT_JPEG_QUALITY
 from asnet.depths import DEPTHS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +82,10 @@ class FramesConfig:
     timeout_s: float = 120.0
     workers: int = 1
     chunks: int = 1
+    # The stored format (asnet.data.store): npy = uint8 arrays (fastest, ~6.5 MB per
+    # video-second at short side 256); jpeg = JPEG frames packed one file per video (~0.4 MB).
+    format: str = "npy"
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,10 @@ class TrainConfig:
     # Processes (one GPU each on CUDA) of one training run: > 1 makes the Snakemake rule
     # launch `torchrun --standalone --nproc_per_node N`; 1 trains in the rule's own process.
     nproc_per_node: int = 1
+    # Training clips' context crop (and a fixed saliency crop) cut and resized in the DataLoader
+    # workers, from a per-clip random stream (seed, epoch, clip) instead of the main process's
+    # per-batch generator; SPA's crops stay in the main process (they need the model).
+    crop_in_workers: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,6 +249,9 @@ NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("input", "normalization"): "auto",
     ("spa", "state_norm"): "none",
     ("spa", "reward"): "loss_sign",
+    ("frames", "format"): "npy",
+    ("frames", "jpeg_quality"): DEFAULT_JPEG_QUALITY,
+    ("train", "crop_in_workers"): False,
 }
 
 

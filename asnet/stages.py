@@ -159,7 +159,9 @@ def _frames_of(dataset: str) -> Path:
 
 def _check_frame_params(cfg: Config, dataset: str) -> None:
     """Refuse to mix frames extracted with other settings into one store (resume must match)."""
-    want = {"short_side": cfg.frames.short_side, "fps": float(cfg.frames.fps)}
+    want: dict[str, object] = {"short_side": cfg.frames.short_side, "fps": float(cfg.frames.fps)}
+    if cfg.frames.format != "npy":  # stores written before frames.format hold .npy and say nothing
+        want.update(format=cfg.frames.format, jpeg_quality=cfg.frames.jpeg_quality)
     path = paths.frames_dir(dataset) / "params.json"
     if path.exists():
         have = json.loads(path.read_text())
@@ -210,6 +212,7 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
         cfg.frames.fps, min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s,
         workers=max(1, cfg.frames.workers), gt_boxes=gt, progress=progress,
         index_dir=paths.frames_chunk_dir(dataset, chunk), done_dir=paths.frames_done_dir(dataset),
+        fmt=cfg.frames.format, quality=cfg.frames.jpeg_quality,
     )
 
 
@@ -217,6 +220,7 @@ def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
     """Merge the chunks' indexes into the frame store's index.csv and bad_videos.csv, and
     delete arrays the index does not list (videos now excluded or no longer configured)."""
     from asnet.data.frames import INDEX_COLUMNS, STATUS_EXCLUDED, read_index, write_csv
+    from asnet.data.store import SUFFIXES, store_path
 
     out = paths.frames_dir(dataset)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,13 +228,14 @@ def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
     index = pd.concat(parts)[list(INDEX_COLUMNS)].sort_values("video").reset_index(drop=True)
     index["reason"] = index["reason"].fillna("")
     stored = set(index.loc[index["status"] != STATUS_EXCLUDED, "video"])
-    missing = sorted(v for v in stored if not (out / f"{v}.npy").exists())
+    missing = sorted(v for v in stored if not store_path(out, v, cfg.frames.format).exists())
     if missing:
         raise FileNotFoundError(f"{out}: frames of {len(missing)} indexed videos are missing (e.g. {missing[:3]}); "
                                 f"delete {out} and {paths.frames_done_dir(dataset).parent} and extract again")
-    for f in out.glob("*.npy*"):  # arrays, box arrays and temp files of killed runs
-        if f.name.partition(".npy")[0].removesuffix(".boxes") not in stored or ".npy.tmp" in f.name:
-            f.unlink()
+    for suffix in SUFFIXES.values():
+        for f in out.glob(f"*{suffix}*"):  # arrays, box arrays and temp files of killed runs
+            if f.name.partition(suffix)[0].removesuffix(".boxes") not in stored or f"{suffix}.tmp" in f.name:
+                f.unlink()
     write_csv(index, out / "index.csv")
     bad = index[index["status"] != "ok"]
     write_csv(bad, out.parent / "bad_videos.csv")

@@ -17,6 +17,10 @@ The script
               ``crop_resize`` that resizes the uint8 patch (torch's uint8 bilinear+antialias
               kernel) and normalises after the resize; output within 1/255 of ``crop_resize``
    npy_small  the same store at a smaller short side ``--small-side`` (default 160)
+   jpeg_pack  the package's JPEG store (``frames.format: jpeg``): ``extract_videos(fmt="jpeg")``
+              at ``--short-side``, JPEG frames (libjpeg-turbo via simplejpeg, quality
+              ``frames.jpeg_quality``) packed one file per video, read by ``ClipDataset``
+              (the clip's byte span, only its frames decoded) + ``pad_collate`` + ``crop_resize``
    jpeg       baseline, Hara et al.'s 3D-ResNets style: a folder of ``image_%05d.jpg`` per
               video at the native 320x240, loaded with PIL and cropped/resized/flipped per
               frame with PIL (``MultiScaleCornerCrop`` + ``ToTensor`` + ``Normalize``)
@@ -39,6 +43,16 @@ repeats is reported, with the ratio to the ``jpeg`` baseline measured in the sam
 machine may be shared). The time is also split into "read" (frames to a uint8 array, what a
 DataLoader worker does with the current ``ClipDataset``) and "crop" (box + crop + resize +
 normalise, which ``asnet.train.loop.stream_inputs`` currently runs in the main process).
+
+``--loader-workers 1 2 4`` then measures the clips/s a DataLoader delivers to the training
+step with that many worker processes, for the package formats (npy, jpeg_pack) and 16-frame
+clips, two ways: ``workers`` = read + crop in the workers (``train.crop_in_workers: true``,
+``asnet.train.inputs.WorkerCrops``), ``main`` = read in the workers, crop in the consuming
+process (``crop_in_workers: false``). Worker start-up is excluded (the first batch is
+waited for before the clock starts). On a machine with fewer cores than workers the extra
+workers only share them.
+
+``--smoke`` runs every format at toy sizes in seconds (what the test runs).
 
 ``--cold`` evicts each clip's files from the page cache (``posix_fadvise(DONTNEED)`` on the
 benchmark's own files only, outside the timed region) before reading it, which models a
@@ -75,6 +89,7 @@ from PIL import Image
 from asnet.data.clips import ClipDataset, clip_indices, pad_collate
 from asnet.data.crops import crop_resize, multiscale_corner_boxes, pixel_window
 from asnet.data.frames import decode_video, extract_videos
+from asnet.data.store import DEFAULT_JPEG_QUALITY, open_video, store_path
 from asnet.hara import Normalisation
 
 FPS = 25
@@ -100,7 +115,10 @@ VIDEO_CODECS: dict[str, tuple[str, str, str, int, dict[str, str]]] = {
     "h264_g8": ("libx264", "mp4", "yuv420p", 8, {"crf": "23", "preset": "fast"}),
     "h264_long": ("libx264", "mp4", "yuv420p", 250, {"crf": "23", "preset": "fast"}),
 }
-FORMATS = ("npy", "npy_u8crop", "npy_small", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi")
+FORMATS = (
+    "npy", "npy_u8crop", "npy_small", "jpeg_pack", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi"
+)
+WORKER_FORMATS = ("npy", "jpeg_pack")  # the package's stores, timed through a DataLoader
 BASELINE = "jpeg"
 
 
@@ -294,15 +312,18 @@ def prepare(
 
     manifest = pd.DataFrame({"video": names, "path": [f"{n}.avi" for n in names], "label": 0})
     out: dict[str, Format] = {}
+    stores: dict[str, Path] = {}  # format -> frames_dir of the package's stores (for --loader-workers)
     needs_npy = any(f in formats for f in ("npy", "npy_u8crop", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long"))
 
-    def npy_format(name: str, side: int) -> Format:
-        fdir = work / f"npy{side}" / "frames"
+    def npy_format(name: str, side: int, fmt: str = "npy") -> Format:
+        fdir = work / (f"npy{side}" if fmt == "npy" else f"{fmt}{side}q{args.store_quality}") / "frames"
         extract_videos(
-            manifest[["video", "path"]], src_dir, fdir, short_side=side, fps=FPS, workers=1, progress=False
+            manifest[["video", "path"]], src_dir, fdir, short_side=side, fps=FPS, workers=1, progress=False,
+            fmt=fmt, quality=args.store_quality,
         )
         ds = ClipDataset(manifest[["video", "label"]], fdir, clip_len=16, seed=args.seed)
-        first = np.load(fdir / f"{names[0]}.npy", mmap_mode="r")
+        first = open_video(store_path(fdir, names[0], fmt))
+        stores[name] = fdir
 
         def read(v: int, idx: np.ndarray) -> torch.Tensor:
             # ClipDataset.__getitem__ does the read; its offset sampler is pointed at the clip all
@@ -311,14 +332,16 @@ def prepare(
             ds.clip_frames = lambda i, n, _idx=idx: _idx  # type: ignore[method-assign]
             return pad_collate([ds[v]])["clip"][0]
 
+        note = (f"package .npy store, S={side}, mmap" if fmt == "npy" else
+                f"package JPEG store (.jpgpack, q{args.store_quality} 4:2:0, simplejpeg), S={side}")
         return Format(
             name,
-            f"package .npy store, S={side}, mmap (ClipDataset + pad_collate + crop_resize)",
+            f"{note} (ClipDataset + pad_collate + crop_resize)",
             read,
             _package_crop,
-            lambda v, idx: [fdir / f"{names[v]}.npy"],
+            lambda v, idx: [store_path(fdir, names[v], fmt)],
             (int(first.shape[1]), int(first.shape[2])),
-            _dir_bytes([fdir / f"{n}.npy" for n in names]),
+            _dir_bytes([store_path(fdir, n, fmt) for n in names]),
         )
 
     t0 = time.perf_counter()
@@ -334,8 +357,12 @@ def prepare(
             }
         )
     if "npy_small" in formats:
-        out["npy_small"] = npy_format(f"npy{args.small_side}", args.small_side)
+        out["npy_small"] = npy_format("npy_small", args.small_side)
     print(f"prepared npy in {time.perf_counter() - t0:.1f} s", flush=True)
+    if "jpeg_pack" in formats:
+        t0 = time.perf_counter()
+        out["jpeg_pack"] = npy_format("jpeg_pack", args.short_side, "jpeg")
+        print(f"prepared jpeg_pack in {time.perf_counter() - t0:.1f} s", flush=True)
 
     if "jpeg" in formats:
         t0 = time.perf_counter()
@@ -429,6 +456,7 @@ def prepare(
     missing = [f for f in formats if f not in out]
     if missing:
         raise SystemExit(f"formats not prepared: {missing}")
+    args.stores = {f: stores[f] for f in WORKER_FORMATS if f in formats}
     return names, n_frames, {f: out[f] for f in formats}
 
 
@@ -481,6 +509,43 @@ def run_one(fmt: Format, clips: list[Clip], cold: bool) -> tuple[float, float]:
     return t_read, t_crop
 
 
+def worker_throughput(
+    frames_dir: Path, names: list[str], clip_len: int, workers: int, crop_in_workers: bool, n_clips: int,
+    batch: int, seed: int,
+) -> float:
+    """Clips/s a DataLoader over the package's ``ClipDataset`` delivers, crops made in its
+    ``workers`` (``WorkerCrops``, the paper preset's multi-scale corner crop) or, as without
+    ``train.crop_in_workers``, by ``crop_resize`` in this process after each batch."""
+    from torch.utils.data import DataLoader
+
+    from asnet.config import load_config, with_overrides
+    from asnet.train.inputs import WorkerCrops
+    from asnet.variants import get_variant
+
+    cfg = with_overrides(load_config(overrides=["preset=paper"]), {"input.clip_len": clip_len})
+    crops = WorkerCrops.of(get_variant("single"), cfg) if crop_in_workers else None
+    reps = math.ceil((n_clips + batch) / len(names))
+    m = pd.DataFrame({"video": names * reps, "label": 0})
+    ds = ClipDataset(m, frames_dir, clip_len, seed=seed, crops=crops)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, generator=gen, num_workers=workers,
+                        collate_fn=pad_collate, prefetch_factor=4)
+    it = iter(loader)
+    first = next(it)  # worker start-up and imports are not the steady state
+    done, t0 = 0, time.perf_counter()
+    for b in it:
+        if "x_ctx" not in b:
+            norm, flip = cfg.normalisation(), torch.rand(len(b["label"]), generator=gen) < 0.5
+            boxes = multiscale_corner_boxes(b["height"], b["width"], cfg.input.scales, gen)
+            crop_resize(b["clip"], boxes, cfg.input.size, norm, b["height"], b["width"], flip)
+        done += len(b["label"])
+        if done >= n_clips:
+            break
+    elapsed = time.perf_counter() - t0
+    del it, first
+    return done / elapsed
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=int, default=8, help="number of generated source videos")
@@ -501,7 +566,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="keep generated data here (reused if present)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--store-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality of the jpeg_pack store"
+    )
+    p.add_argument(
+        "--loader-workers", type=int, nargs="*", default=[], help="DataLoader worker counts to time (e.g. 1 2 4)"
+    )
+    p.add_argument("--loader-clips", type=int, default=192, help="16f clips timed per --loader-workers case")
+    p.add_argument("--smoke", action="store_true", help="toy sizes, every format, 1 and 2 workers: seconds")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.videos, args.seconds, args.short_side, args.small_side = 2, 1.0, 64, 48
+        args.clips, args.repeats, args.loader_workers, args.loader_clips = 2, 1, [1, 2], 8
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,7 +625,7 @@ def _run(args: argparse.Namespace, work: Path, formats: list[str]) -> int:
 
     n = args.clips
     res: dict[str, Any] = {
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "stores"},
         "machine": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
@@ -582,6 +659,16 @@ def _run(args: argparse.Namespace, work: Path, formats: list[str]) -> int:
             e["workers_for_target"] = math.ceil(args.target / e["clips_per_s"])
             e["read_workers_for_target"] = math.ceil(args.target * e["read_ms"] / 1e3)
             e["main_cores_for_target_crop"] = args.target * e["crop_ms"] / 1e3
+    if args.loader_workers:
+        cl = 16 if 16 in lens else lens[0]
+        res["loader_workers"] = {}
+        for f, fdir in args.stores.items():
+            for mode in ("workers", "main"):
+                for k in args.loader_workers:
+                    rate = worker_throughput(fdir, names, cl, k, mode == "workers", args.loader_clips, 8, args.seed)
+                    res["loader_workers"][f"{f}/{mode}/{k}"] = {"format": f, "crop": mode, "workers": k,
+                                                                "clip_len": cl, "clips_per_s": rate}
+                    print(f"loader {f} crop in {mode}, {k} workers: {rate:.1f} clips/s of {cl}f", flush=True)
     _print(res, lens, args)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
@@ -614,6 +701,9 @@ def _print(res: dict[str, Any], lens: list[int], args: argparse.Namespace) -> No
         )
         h, w = e["stored_hw"]
         print(f"| {f} | {h}x{w} | {e['bytes_per_video_s'] / 1e3:.0f} |{cells} {e['note']} |")
+    for key, e in res.get("loader_workers", {}).items():
+        print(f"delivered {key}: {e['clips_per_s']:.1f} clips/s of {e['clip_len']}f delivered "
+              f"({os.cpu_count()} cores on this machine)")
     cl = lens[0]
     print()
     for f, e in res["formats"].items():

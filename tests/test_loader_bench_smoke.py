@@ -10,31 +10,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "loader.py"
-FORMATS = ("npy", "npy_u8crop", "npy_small", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi")
+FORMATS = (
+    "npy", "npy_u8crop", "npy_small", "jpeg_pack", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi"
+)
 
 
 def test_loader_benchmark_smoke(tmp_path: Path) -> None:
+    """--smoke: every format, and the DataLoader delivery of the package's stores with 1 and 2
+    workers, crops in the workers and in the main process."""
     out_json = tmp_path / "loader.json"
-    cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--videos",
-        "2",
-        "--seconds",
-        "1",
-        "--short-side",
-        "64",
-        "--small-side",
-        "48",
-        "--clips",
-        "2",
-        "--repeats",
-        "1",
-        "--workdir",
-        str(tmp_path / "work"),
-        "--json",
-        str(out_json),
-    ]
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--workdir", str(tmp_path / "work"), "--json", str(out_json)]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - t0
@@ -56,6 +41,12 @@ def test_loader_benchmark_smoke(tmp_path: Path) -> None:
         assert entry["bytes_per_video_s"] > 0
         assert entry["16f"]["clips_per_s"] > 0 and entry["64f"]["clips_per_s"] > 0
     assert abs(res["formats"]["jpeg"]["16f"]["vs_jpeg"] - 1.0) < 1e-9
+    # the packed JPEG store is a fraction of the .npy one
+    assert res["formats"]["jpeg_pack"]["bytes_total"] * 4 < res["formats"]["npy"]["bytes_total"]
+    cases = {(e["format"], e["crop"], e["workers"]) for e in res["loader_workers"].values()}
+    assert cases == {(f, m, k) for f in ("npy", "jpeg_pack") for m in ("workers", "main") for k in (1, 2)}
+    assert all(e["clips_per_s"] > 0 for e in res["loader_workers"].values())
+    assert any(line.startswith("delivered jpeg_pack/workers/2: ") for line in lines), proc.stdout
     assert elapsed < 40, f"smoke run took {elapsed:.0f} s"
 
 

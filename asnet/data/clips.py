@@ -1,13 +1,18 @@
-"""Torch datasets reading clips from the stored frame format (see ``asnet.data.frames``).
+"""Torch datasets reading clips from the frame store (see ``asnet.data.frames``, ``asnet.data.store``).
 
-Arrays are opened with ``np.load(..., mmap_mode="r")`` per item so only the clip's frames are
-read; memmaps are not cached because each holds a file descriptor and a dataset can have
-tens of thousands of videos.
+A video's file is opened per item and only the clip's frames are read (a memory map of an
+``.npy``, the clip's byte span of a ``.jpgpack``); files are not kept open because each holds
+a file descriptor and a dataset can have tens of thousands of videos.
+
+A training item whose file turns out unreadable (``StoreError``: truncated, corrupt, another
+format version) is skipped, not fatal: ``pad_collate`` leaves it out of the batch and lists
+it in the batch's ``skipped``, which the training loop counts in the epoch's log.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +22,12 @@ import torch
 from torch.utils.data import Dataset
 
 from asnet.data.frames import STATUS_EXCLUDED, bad_videos_path, read_index
+from asnet.data.store import StoreError, find_video, open_video
 
 
-def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> pd.DataFrame:
-    """Manifest rows minus videos the index marks excluded (warned about, never silent)."""
+def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Manifest rows minus videos the index marks excluded (warned about, never silent), and
+    each row's stored file."""
     if "video" not in manifest.columns:
         raise ValueError("manifest needs a 'video' column")
     index = read_index(frames_dir)
@@ -34,11 +41,12 @@ def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> pd.DataFrame:
             stacklevel=3,
         )
     rows = manifest.loc[~drop].reset_index(drop=True)
-    missing = [v for v in rows["video"].astype(str) if not (Path(frames_dir) / f"{v}.npy").exists()]
+    files = [find_video(Path(frames_dir), v) for v in rows["video"].astype(str)]
+    missing = [v for v, f in zip(rows["video"].astype(str), files, strict=True) if f is None]
     if missing:
         # Not excluded yet not extracted: a pipeline ordering bug, not something to skip.
         raise FileNotFoundError(f"{len(missing)} videos have no frames in {frames_dir}, e.g. {missing[:3]}")
-    return rows
+    return rows, [str(f) for f in files]
 
 
 def _labels(rows: pd.DataFrame) -> list[int]:
@@ -85,23 +93,35 @@ class ClipDataset(Dataset):
     not see later ``set_epoch`` calls).
     """
 
-    def __init__(self, manifest: pd.DataFrame, frames_dir: Path, clip_len: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        frames_dir: Path,
+        clip_len: int,
+        seed: int = 0,
+        crops: Callable[[dict[str, Any], np.random.SeedSequence], dict[str, Any]] | None = None,
+    ) -> None:
         """
         Args:
             manifest: rows with ``video`` and (optionally) integer ``label``; missing label -> -1.
-            frames_dir: folder with ``<video>.npy`` and ``index.csv``.
+            frames_dir: folder with the stored videos (any ``asnet.data.store`` format) and ``index.csv``.
             clip_len: frames per clip.
             seed: base seed of the clip sampling.
+            crops: optional per-item transform run where the item is loaded (a DataLoader
+                worker): it gets the item and a SeedSequence of (seed, epoch, index) for its
+                random draws and returns the item with its stream inputs
+                (``asnet.train.inputs.WorkerCrops``).
         """
         if clip_len < 1:
             raise ValueError("clip_len must be >= 1")
         self.frames_dir = Path(frames_dir)
-        self.rows = _usable_rows(manifest, self.frames_dir)
+        self.rows, self.files = _usable_rows(manifest, self.frames_dir)
         self.videos: list[str] = self.rows["video"].astype(str).tolist()
         self.labels = _labels(self.rows)
         self.clip_len = clip_len
         self.seed = seed
         self.epoch = 0
+        self.crops = crops
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose clips ``__getitem__`` returns."""
@@ -117,26 +137,29 @@ class ClipDataset(Dataset):
         return clip_indices(n_frames, self.clip_len, rng)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        """Return ``{"clip": uint8 (T, H, W, 3), "label", "index", "height", "width", "gt": (4,)}``."""
+        """Return ``{"clip": uint8 (T, H, W, 3), "label", "index", "height", "width", "gt": (4,)}``
+        (what ``crops`` makes of it, if given), or ``{"skipped": video, "reason", "index"}`` when
+        the video's file is unreadable."""
         if not 0 <= i < len(self):
             raise IndexError(i)
         video = self.videos[i]
-        arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
-        idx = self.clip_frames(i, arr.shape[0])
-        # Contiguous clips read as a slice (one sequential read); looped ones need fancy indexing.
-        clip = (
-            np.array(arr[idx[0] : idx[0] + len(idx)])
-            if idx[-1] - idx[0] == len(idx) - 1
-            else np.array(arr[idx])
-        )
-        return {
+        try:
+            stored = open_video(Path(self.files[i]))
+            idx = self.clip_frames(i, stored.shape[0])
+            clip = stored.read(idx)
+        except StoreError as exc:
+            return {"skipped": video, "reason": str(exc), "index": i}
+        item = {
             "clip": torch.from_numpy(clip),
             "label": self.labels[i],
             "index": i,
-            "height": int(arr.shape[1]),
-            "width": int(arr.shape[2]),
+            "height": int(stored.shape[1]),
+            "width": int(stored.shape[2]),
             "gt": torch.from_numpy(box_union(_load_boxes(self.frames_dir, video), idx)),
         }
+        if self.crops is not None:
+            item = self.crops(item, np.random.SeedSequence([self.seed, self.epoch, i, 1]))
+        return item
 
 
 # Test views of `eval.views`: which clips of a video are scored (the spatial crops of each
@@ -204,7 +227,7 @@ class VideoClips(Dataset):
         if views not in EVAL_VIEWS:
             raise ValueError(f"unknown eval.views {views!r}; use one of {', '.join(EVAL_VIEWS)}")
         self.frames_dir = Path(frames_dir)
-        self.rows = _usable_rows(manifest, self.frames_dir)
+        self.rows, self.files = _usable_rows(manifest, self.frames_dir)
         self.n_listed = len(manifest)
         self.n_excluded = self.n_listed - len(self.rows)
         self.videos: list[str] = self.rows["video"].astype(str).tolist()
@@ -221,18 +244,17 @@ class VideoClips(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """Return ``{"clips": uint8 (N, T, H, W, 3), "frames": (N, T) frame indices, "label", "index",
-        "video", "height", "width", "gt": (N, 4)}``."""
+        "video", "height", "width", "gt": (N, 4)}``. An unreadable file raises ``StoreError``
+        (a test set is not silently shrunk)."""
         if not 0 <= i < len(self):
             raise IndexError(i)
         video = self.videos[i]
-        arr = np.load(self.frames_dir / f"{video}.npy", mmap_mode="r")
-        t, h, w, _ = arr.shape
+        stored = open_video(Path(self.files[i]))
+        t, h, w, _ = stored.shape
         idx = self.clip_frames(t)
-        flat = idx.reshape(-1)
         # Clips tiling a prefix of the video are one slice; padded or spread clips gather
-        # their frames (fancy indexing on the memmap reads only those).
-        full = t >= flat.size and np.array_equal(flat, np.arange(flat.size))
-        clips = np.array(arr[: flat.size]) if full else np.array(arr[flat])
+        # their frames (only those are read).
+        clips = stored.read(idx.reshape(-1))
         boxes = _load_boxes(self.frames_dir, video)
         return {
             "clips": torch.from_numpy(clips.reshape(*idx.shape, h, w, 3)),
@@ -261,14 +283,26 @@ def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     Clips of different sizes are zero-padded on the right/bottom (and, for ``VideoClips``,
     along the clip axis) to the batch maximum; true sizes stay in ``height``/``width`` (B,)
     and, for ``VideoClips``, the clip count in ``num_clips`` (B,). Padded boxes are NaN.
+    Stream inputs cut in the workers (``x_ctx``, ``x_sal``: equal sizes) are stacked and
+    their ``flip`` kept. Skipped items (unreadable files) are left out; ``skipped`` lists
+    their ``(video, reason)`` when there are any (the batch may then hold no clip at all).
     """
     if not batch:
         raise ValueError("empty batch")
-    out: dict[str, Any] = {}
-    key = "clip" if "clip" in batch[0] else "clips"
-    out[key] = _pad_stack([b[key] for b in batch], 0)
-    if key == "clips":
+    skipped = [(b["skipped"], b["reason"]) for b in batch if "skipped" in b]
+    if skipped:
+        batch = [b for b in batch if "skipped" not in b]
+        if not batch:
+            return {"skipped": skipped, "label": torch.zeros(0, dtype=torch.long)}
+    out: dict[str, Any] = {"skipped": skipped} if skipped else {}
+    for key in ("clip", "clips"):
+        if key in batch[0]:
+            out[key] = _pad_stack([b[key] for b in batch], 0)
+    if "clips" in out:
         out["num_clips"] = torch.tensor([b["clips"].shape[0] for b in batch], dtype=torch.long)
+    for key in ("x_ctx", "x_sal", "flip"):
+        if key in batch[0]:
+            out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
     out["gt"] = _pad_stack([b["gt"] for b in batch], float("nan"))
     for name in ("label", "index", "height", "width"):
         out[name] = torch.tensor([b[name] for b in batch], dtype=torch.long)

@@ -2,8 +2,9 @@
 
 Stored format (one file per video, see ``extract_videos``):
 
-* ``<frames_dir>/<video>.npy``: uint8 array (T, H, W, 3) RGB at ``fps`` (25 by default),
-  isotropically resized so that ``min(H, W) == short_side``.
+* ``<frames_dir>/<video>.npy`` (``fmt="npy"``) or ``<video>.jpgpack`` (``fmt="jpeg"``; the
+  formats are ``asnet.data.store``'s): RGB frames at ``fps`` (25 by default), isotropically
+  resized so that ``min(H, W) == short_side``.
 * ``<frames_dir>/<video>.boxes.npy`` (optional): float32 (T, 4) ground-truth boxes
   ``x0, y0, x1, y1`` in stored-frame pixels (x1, y1 exclusive), aligned to the stored frames.
 * ``<frames_dir>/index.csv``: one row per video, columns ``INDEX_COLUMNS``.
@@ -39,6 +40,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from asnet.data import store
 from asnet.faults import fault_point
 
 INDEX_COLUMNS: list[str] = ["video", "frames", "height", "width", "src_fps", "src_frames", "status", "reason"]
@@ -322,14 +324,6 @@ def _resolve(spec: str) -> Callable[..., tuple[np.ndarray, dict[str, Any]]]:
     return getattr(importlib.import_module(module), name)
 
 
-def _save_npy_tmp(path: Path, array: np.ndarray) -> Path:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    # np.save(path) would append ".npy" to the temp name; a file handle avoids that.
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    return tmp
-
-
 def _process_one(
     task: dict[str, Any], decoder: Callable[..., tuple[np.ndarray, dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -378,12 +372,12 @@ def _process_one(
         "src_frames": int(info.get("src_frames", 0)),
         "status": status,
         "reason": "; ".join(reasons),
-        "tmp": str(_save_npy_tmp(out, np.ascontiguousarray(frames))),
+        "tmp": str(store.write_tmp(out, frames, task.get("format", "npy"), task.get("quality", 0))),
     }
     if task.get("boxes") is not None:
         src_hw = (int(info["src_height"]), int(info["src_width"]))
         aligned = align_boxes(task["boxes"], indices, src_hw, frames.shape[1:3])
-        result["boxes_tmp"] = str(_save_npy_tmp(out.with_name(f"{video}.boxes.npy"), aligned))
+        result["boxes_tmp"] = str(store.write_tmp(out.with_name(f"{video}.boxes.npy"), aligned, "npy", 0))
     return result
 
 
@@ -599,9 +593,10 @@ def _read_marker(done_dir: Path, video: str) -> dict[str, Any] | None:
 def _remove_temp_files(frames_dir: Path, videos: set[str]) -> None:
     """Delete the temp arrays of `videos` left by a killed run; other videos' temp files may
     belong to a chunk decoding into the same folder right now."""
-    for stale in frames_dir.glob("*.npy.tmp*"):
-        if stale.name.partition(".npy.tmp")[0].removesuffix(".boxes") in videos:
-            stale.unlink(missing_ok=True)
+    for suffix in store.SUFFIXES.values():
+        for stale in frames_dir.glob(f"*{suffix}.tmp*"):
+            if stale.name.partition(f"{suffix}.tmp")[0].removesuffix(".boxes") in videos:
+                stale.unlink(missing_ok=True)
 
 
 def _as_pairs(manifest_or_paths: pd.DataFrame | Sequence[tuple[str, str | Path]]) -> list[tuple[str, str]]:
@@ -639,6 +634,8 @@ def extract_videos(
     progress: bool = True,
     index_dir: Path | None = None,
     done_dir: Path | None = None,
+    fmt: str = "npy",
+    quality: int = store.DEFAULT_JPEG_QUALITY,
 ) -> pd.DataFrame:
     """Extract every video into the stored format and return the index.
 
@@ -668,6 +665,8 @@ def extract_videos(
         done_dir: folder of one ``<video>.json`` marker (its index row) per finished video.
             A video with a marker and its arrays in place is not decoded again even when the
             index is gone.
+        fmt: stored format, one of ``asnet.data.store.FORMATS`` (``frames.format``).
+        quality: JPEG quality of ``fmt="jpeg"`` (``frames.jpeg_quality``).
 
     Returns:
         The index DataFrame (columns ``INDEX_COLUMNS``); ``df.attrs`` holds ``processed``
@@ -678,6 +677,8 @@ def extract_videos(
     pairs = _as_pairs(manifest_or_paths)
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    if fmt not in store.FORMATS:
+        raise ValueError(f"unknown frames.format {fmt!r}; use one of {', '.join(store.FORMATS)}")
 
     own_index = index_dir is not None
     index_dir = Path(index_dir) if own_index else frames_dir
@@ -698,7 +699,7 @@ def extract_videos(
         prev = previous.get(video)
         if prev is None and done_dir is not None:
             prev = _read_marker(done_dir, video)
-        out = frames_dir / f"{video}.npy"
+        out = store.store_path(frames_dir, video, fmt)
         done = prev is not None and prev["status"] in (STATUS_OK, STATUS_REPAIRED) and out.exists()
         if gt_boxes is not None and video in gt_boxes and not out.with_name(f"{video}.boxes.npy").exists():
             done = False
@@ -717,6 +718,8 @@ def extract_videos(
                 "short_side": short_side,
                 "fps": fps,
                 "min_frames": min_frames,
+                "format": fmt,
+                "quality": quality,
                 "boxes": None if boxes is None else np.asarray(boxes, np.float32),
             }
         )
@@ -739,7 +742,7 @@ def extract_videos(
         )
         for res in pool.run(tasks) if pool else []:
             video = res["video"]
-            out = frames_dir / f"{video}.npy"
+            out = store.store_path(frames_dir, video, fmt)
             boxes_out = frames_dir / f"{video}.boxes.npy"
             if res["status"] == STATUS_EXCLUDED:
                 # A stale array from an earlier run must not contradict the index.

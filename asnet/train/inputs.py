@@ -5,6 +5,10 @@ One function per question so that training, validation and evaluation cannot dri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -12,12 +16,14 @@ from asnet.config import Config
 from asnet.data.crops import (
     CORNERS,
     centre_crop_boxes,
+    crop_resize,
     full_frame_boxes,
     multiscale_corner_boxes,
     oracle_boxes,
     random_boxes,
     square_at,
 )
+from asnet.hara import Normalisation
 from asnet.variants import Variant
 
 
@@ -75,3 +81,41 @@ def clip_to_frame(boxes: Tensor, heights: Tensor, widths: Tensor) -> Tensor:
     x1 = torch.minimum(boxes[:, 2], w).clamp(min=0)
     y1 = torch.minimum(boxes[:, 3], h).clamp(min=0)
     return torch.stack([x0, y0, torch.maximum(x1, x0), torch.maximum(y1, y0)], dim=1)
+
+
+@dataclass(frozen=True)
+class WorkerCrops:
+    """A training clip's stream inputs cut where the clip is loaded (``train.crop_in_workers``).
+
+    ``ClipDataset`` calls it per item in a DataLoader worker with a SeedSequence of (seed,
+    epoch, index): the flip, the context box and a fixed saliency box are drawn in that
+    order, as ``stream_inputs`` draws them per batch, but from the clip's own stream, so
+    they do not depend on the batch, the worker count or SPA's use of the batch generator.
+    The item gains ``x_ctx`` (and ``x_sal``: float (3, T, S, S)) and ``flip``; it keeps its
+    full clip only when SPA, which needs the model, crops the saliency stream later.
+    """
+
+    variant: Variant
+    cfg: Config
+    norm: Normalisation
+
+    @classmethod
+    def of(cls, variant: Variant, cfg: Config) -> WorkerCrops:
+        """The crops of `variant` under `cfg` (its input size, scales, flip and normalisation)."""
+        return cls(variant, cfg, cfg.normalisation())
+
+    def __call__(self, item: dict[str, Any], seeds: np.random.SeedSequence) -> dict[str, Any]:
+        """`item` with its stream inputs (see the class)."""
+        gen = torch.Generator().manual_seed(int(seeds.generate_state(1, np.uint64)[0] >> 1))
+        inp = self.cfg.input
+        clip, hs, ws = item["clip"][None], torch.tensor([item["height"]]), torch.tensor([item["width"]])
+        flip = (torch.rand(1, generator=gen) < 0.5) if inp.flip else torch.zeros(1, dtype=torch.bool)
+        ctx = context_boxes(self.variant, self.cfg, hs, ws, item["gt"][None], True, gen)
+        out = dict(item, flip=flip[0], x_ctx=crop_resize(clip, ctx, inp.size, self.norm, hs, ws, flip)[0])
+        saliency = self.variant.saliency
+        if saliency is not None and saliency != "spa":
+            sal = fixed_saliency_boxes(saliency, self.cfg, hs, ws, gen)
+            out["x_sal"] = crop_resize(clip, sal, inp.size, self.norm, hs, ws, flip)[0]
+        if saliency != "spa":
+            del out["clip"]  # nothing else needs the full frames: do not ship them to the main process
+        return out

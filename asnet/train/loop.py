@@ -53,7 +53,7 @@ from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
 from asnet.train import distributed as ddp
-from asnet.train.inputs import clip_to_frame, context_boxes, fixed_saliency_boxes
+from asnet.train.inputs import WorkerCrops, clip_to_frame, context_boxes, fixed_saliency_boxes
 from asnet.variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -125,14 +125,23 @@ def stream_inputs(
     gen: torch.Generator,
     steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Episode | None]:
-    """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device."""
-    clips, hs, ws = batch["clip"], batch["height"], batch["width"]
+    """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device.
+
+    A batch whose crops were cut in the loader's workers (``x_ctx``: asnet.train.inputs.
+    WorkerCrops) only gets SPA's saliency crop here, with the workers' flips."""
+    clips, hs, ws = batch.get("clip"), batch["height"], batch["width"]
     inp, norm = cfg.input, cfg.normalisation()
-    flip = (torch.rand(clips.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
-    ctx = context_boxes(variant, cfg, hs, ws, batch["gt"], train, gen)
-    x_ctx = rt.to_input(crop_resize(clips, ctx, inp.size, norm, hs, ws, flip))
+    if "x_ctx" in batch:
+        flip = batch["flip"]
+        x_ctx = rt.to_input(batch["x_ctx"])
+    else:
+        flip = (torch.rand(clips.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
+        ctx = context_boxes(variant, cfg, hs, ws, batch["gt"], train, gen)
+        x_ctx = rt.to_input(crop_resize(clips, ctx, inp.size, norm, hs, ws, flip))
     if variant.saliency is None:
         return x_ctx, None, None
+    if "x_sal" in batch:
+        return x_ctx, rt.to_input(batch["x_sal"]), None
     episode = None
     if variant.saliency == "spa":
         assert parts.agent is not None
@@ -176,6 +185,8 @@ def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, lo
     gen = torch.Generator().manual_seed(cfg.seed)
     total, correct, loss_sum = 0, 0, 0.0
     for batch in loader:
+        if _skipped(batch, "validation") and not batch["label"].numel():
+            continue
         x_ctx, x_sal, _ = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         with rt.autocast():
             logits = parts.model(x_ctx, x_sal).float()
@@ -194,6 +205,13 @@ def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: D
 def _val_metrics(s: dict[str, float]) -> dict[str, float]:
     total = s["total"]
     return {"val_loss": s["loss_sum"] / max(total, 1), "val_acc": s["correct"] / max(total, 1)}
+
+
+def _skipped(batch: dict[str, Any], where: str) -> int:
+    """Log the videos a batch left out because their files are unreadable; their number."""
+    for video, reason in batch.get("skipped", []):
+        log.warning("%s: skipped video %s: %s", where, video, reason)
+    return len(batch.get("skipped", []))
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -390,7 +408,8 @@ def _train(
         # Rank 0 keeps the single-process RNG stream; the others sample SPA actions independently.
         torch.manual_seed(_rank_seed(cfg.seed, 2, rank, 0))
 
-    train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed)
+    crops = WorkerCrops.of(variant, cfg) if cfg.train.crop_in_workers else None
+    train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed, crops=crops)
     val_ds = ClipDataset(val_df, frames_dir, cfg.input.clip_len, seed=cfg.seed + 1)
     val_ds.set_epoch(0)
     train_model: torch.nn.Module = parts.model
@@ -448,10 +467,14 @@ def _train(
             )
         train_model.train()
         sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
-        n_items = n_spa = 0
+        n_items = n_spa = n_skipped = 0
         bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
                    disable=not (progress and info.is_main), leave=False)
         for it, batch in enumerate(bar):
+            # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
+            n_skipped += _skipped(batch, f"epoch {epoch}")
+            if not batch["label"].numel():
+                continue
             x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
             labels = batch["label"].to(rt.device)
             loss, logits = cnn_step(parts, train_model, rt, x_ctx, x_sal, labels)
@@ -469,8 +492,8 @@ def _train(
                 sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if info.enabled:  # metrics over all ranks: sums and counts, then the same ratios everywhere
-            total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa}, info)
-            n_items, n_spa = int(total.pop("n_items")), int(total.pop("n_spa"))
+            total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa, "n_skipped": n_skipped}, info)
+            n_items, n_spa, n_skipped = int(total.pop("n_items")), int(total.pop("n_spa")), int(total.pop("n_skipped"))
             sums = total
         metrics = {
             "epoch": epoch,
@@ -481,6 +504,8 @@ def _train(
         if n_spa:
             metrics["spa_reward"] = sums["spa_reward"] / n_spa
             metrics["spa_loss"] = sums["spa_loss"] / n_spa
+        if n_skipped:  # logged only when it happens: a clean run's logs keep their columns
+            metrics["skipped_videos"] = n_skipped
         if sums["spa_iou"]:
             # Diagnostic on synthetic data only: SPA's final box vs the actor's box.
             metrics["spa_iou"] = sums["spa_iou"] / max(n_items, 1)
