@@ -20,7 +20,9 @@ The script
    jpeg_pack  the package's JPEG store (``frames.format: jpeg``): ``extract_videos(fmt="jpeg")``
               at ``--short-side``, JPEG frames (libjpeg-turbo via simplejpeg, quality
               ``frames.jpeg_quality``) packed one file per video, read by ``ClipDataset``
-              (the clip's byte span, only its frames decoded) + ``pad_collate`` + ``crop_resize``
+              (the clip's byte span, only its frames decoded) + ``crop_resize`` of the item's
+              clip, as ``asnet.train.inputs.WorkerCrops`` does in a worker (no collate of the
+              full frames, which ``train.crop_in_workers`` avoids)
    jpeg       baseline, Hara et al.'s 3D-ResNets style: a folder of ``image_%05d.jpg`` per
               video at the native 320x240, loaded with PIL and cropped/resized/flipped per
               frame with PIL (``MultiScaleCornerCrop`` + ``ToTensor`` + ``Normalize``)
@@ -40,9 +42,10 @@ The script
 Every format sees the same clips (video, offset, crop box, flip). The formats and clip
 lengths are run interleaved in rotated order ``--repeats`` times and the median over the
 repeats is reported, with the ratio to the ``jpeg`` baseline measured in the same run (the
-machine may be shared). The time is also split into "read" (frames to a uint8 array, what a
-DataLoader worker does with the current ``ClipDataset``) and "crop" (box + crop + resize +
-normalise, which ``asnet.train.loop.stream_inputs`` currently runs in the main process).
+machine may be shared). The time is also split into "read" (frames to a uint8 array:
+``ClipDataset.__getitem__`` for the package's stores) and "crop" (box + crop + resize + flip +
+normalise: ``WorkerCrops`` in a worker, or ``asnet.train.loop.stream_inputs`` in the training
+process without ``train.crop_in_workers``).
 
 ``--loader-workers 1 2 4`` then measures the clips/s a DataLoader delivers to the training
 step with that many worker processes, for the package formats (npy, jpeg_pack) and 16-frame
@@ -327,16 +330,18 @@ def prepare(
 
         def read(v: int, idx: np.ndarray) -> torch.Tensor:
             # ClipDataset.__getitem__ does the read; its offset sampler is pointed at the clip all
-            # formats share (clip_frames is the dataset's one sampling hook).
+            # formats share (clip_frames is the dataset's one sampling hook). The item's clip is
+            # cropped as it is, as WorkerCrops does in a worker (train.crop_in_workers): the full
+            # frames are never collated there.
             ds.clip_len = len(idx)
             ds.clip_frames = lambda i, n, _idx=idx: _idx  # type: ignore[method-assign]
-            return pad_collate([ds[v]])["clip"][0]
+            return ds[v]["clip"]
 
         note = (f"package .npy store, S={side}, mmap" if fmt == "npy" else
                 f"package JPEG store (.jpgpack, q{args.store_quality} 4:2:0, simplejpeg), S={side}")
         return Format(
             name,
-            f"{note} (ClipDataset + pad_collate + crop_resize)",
+            f"{note} (ClipDataset + crop_resize)",
             read,
             _package_crop,
             lambda v, idx: [store_path(fdir, names[v], fmt)],

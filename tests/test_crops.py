@@ -75,3 +75,40 @@ def test_full_frame_box_and_padding_ignored():
     b = full_frame_boxes(torch.tensor([40]), torch.tensor([80]))
     x = crop_resize(clip, b, 8, Normalisation("unit", 1.0, (0.0,) * 3, (1.0,) * 3), torch.tensor([40]), torch.tensor([80]))
     assert float(x.max()) == 0.0
+
+
+def _reference_crop_resize(clips, boxes, size, norm, flip):
+    """crop_resize as first written: resize, normalise as floats, then mirror the floats."""
+    import torch.nn.functional as F
+
+    from asnet.data.crops import pixel_window
+
+    to_pixels = 255.0 / norm.value_scale
+    m = torch.tensor(norm.mean).view(3, 1, 1, 1) * to_pixels
+    s = torch.tensor(norm.std).view(3, 1, 1, 1) * to_pixels
+    out = []
+    for i, box in enumerate(boxes):
+        x0, y0, x1, y1 = pixel_window(box, clips.shape[2], clips.shape[3])
+        patch = clips[i, :, y0:y1, x0:x1, :].permute(0, 3, 1, 2)
+        if patch.shape[-2:] != (size, size):
+            aa = patch.shape[-1] > size or patch.shape[-2] > size
+            patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=aa)
+        x = (patch.permute(1, 0, 2, 3).float() - m) / s
+        out.append(x.flip(-1) if bool(flip[i]) else x)
+    return torch.stack(out)
+
+
+def test_crop_resize_is_bit_identical_to_normalising_then_flipping():
+    """The flip is applied to the uint8 patch (cheap) and the normalisation in place: the
+    numbers must equal, bit for bit, resizing, normalising and then mirroring the floats
+    (what default-preset training has always computed)."""
+    gen = torch.Generator().manual_seed(3)
+    clips = torch.randint(0, 256, (4, 3, 60, 90, 3), dtype=torch.uint8, generator=gen)
+    boxes = torch.tensor([[0.0, 0.0, 60.0, 60.0], [30.0, 10.0, 80.0, 60.0], [5.0, 3.0, 21.0, 19.0], [70.0, 40.0, 90.0, 60.0]])
+    flip = torch.tensor([True, False, True, True])
+    hs, ws = torch.full((4,), 60), torch.full((4,), 90)
+    for norm in (Normalisation("kinetics", 1.0, (0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
+                 Normalisation("activitynet", 255.0, (114.7748, 107.7354, 99.475), (1.0, 1.0, 1.0))):
+        got = crop_resize(clips, boxes, 16, norm, hs, ws, flip)
+        assert torch.equal(got, _reference_crop_resize(clips, boxes, 16, norm, flip))
+        assert torch.equal(crop_resize(clips, boxes, 16, norm, hs, ws), _reference_crop_resize(clips, boxes, 16, norm, [False] * 4))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,9 +19,7 @@ def test_loader_benchmark_smoke(tmp_path: Path) -> None:
     workers, crops in the workers and in the main process."""
     out_json = tmp_path / "loader.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--workdir", str(tmp_path / "work"), "--json", str(out_json)]
-    t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     for name in FORMATS:
@@ -47,7 +44,6 @@ def test_loader_benchmark_smoke(tmp_path: Path) -> None:
     assert cases == {(f, m, k) for f in ("npy", "jpeg_pack") for m in ("workers", "main") for k in (1, 2)}
     assert all(e["clips_per_s"] > 0 for e in res["loader_workers"].values())
     assert any(line.startswith("delivered jpeg_pack/workers/2: ") for line in lines), proc.stdout
-    assert elapsed < 40, f"smoke run took {elapsed:.0f} s"
 
 
 def test_loader_benchmark_help() -> None:
