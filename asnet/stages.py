@@ -22,6 +22,7 @@ from asnet.config import (
     uses_pretrain,
     with_overrides,
 )
+from asnet.variants import run_variant
 
 log = logging.getLogger(__name__)
 
@@ -439,17 +440,6 @@ def figure5(cfg: Config, out_pdf: Path = Path("results/figure5.pdf"), n_videos: 
         log.warning("figure 5: %s not found; Grad-CAM of ASNet only", runs["single"])
     make_figure5(runs["asnet"], runs["manifest"], runs["frames"], out_pdf.with_suffix(""), n_videos, single)
     return out_pdf
-
-
-def run_variant(cfg: Config, variant: str) -> str:
-    """The run a variant's results come from: its `base` variant when the variant's config
-    changes are no-ops under `cfg` (e.g. Table 2's ResNeXt-101 rows under the paper preset)."""
-    from asnet.variants import get_variant
-
-    v = get_variant(variant)
-    if v.base and with_overrides(cfg, v.overrides) == cfg:
-        return v.base
-    return variant
 
 
 def experiment_runs(cfg: Config, table: str) -> list[dict]:
