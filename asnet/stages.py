@@ -22,6 +22,7 @@ from asnet.config import (
     uses_pretrain,
     with_overrides,
 )
+from asnet.variants import run_variant
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,19 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
         write_manifest(df, paths.manifest(dataset, split))
         out.append(paths.manifest(dataset, split))
     return out
+
+
+def split_manifest(dataset: str, root: Path | None, splits_dir: Path, split: int, out: Path,
+                   allow_missing: bool = False) -> str:
+    """One split's manifest from official split lists (`asnet manifest`, no config needed);
+    returns a one-line summary."""
+    from asnet.data.splits import build_manifest, write_manifest
+
+    df = build_manifest(dataset, root, splits_dir, split, allow_missing=allow_missing)
+    write_manifest(df, out)
+    counts = df["subset"].value_counts().to_dict()
+    return (f"{out}: {counts.get('train', 0)} train / {counts.get('test', 0)} test videos, "
+            f"{df['label'].nunique()} classes")
 
 
 def manifest_of(cfg: Config, dataset: str, split: int) -> Path:
@@ -216,6 +230,16 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
     )
 
 
+def extract_chunk_inputs(cfg: Config, dataset: str, chunk: int | None = None) -> list[Path]:
+    """An extraction chunk reads the dataset's manifests (per split, or the source's single one)."""
+    return manifests(cfg, dataset)
+
+
+def merge_frames_inputs(cfg: Config, dataset: str) -> list[Path]:
+    """The merge reads every chunk's index."""
+    return [paths.frames_chunk_dir(dataset, k) / "index.csv" for k in range(cfg.frames.chunks)]
+
+
 def merge_frames(cfg: Config, dataset: str) -> pd.DataFrame:
     """Merge the chunks' indexes into the frame store's index.csv and bad_videos.csv, and
     delete arrays the index does not list (videos now excluded or no longer configured)."""
@@ -292,15 +316,48 @@ def pretrain_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, datasets=(p.dataset,), model=model, train=train, spa=SPAConfig(), pretrain=None)
 
 
-def pretrain(cfg: Config, progress: bool = True) -> Path:
+def pretrain_inputs(cfg: Config, source: str) -> list[Path]:
+    """The pretraining run reads its source set's manifest and frame index."""
+    return [paths.pretrain_manifest(source), paths.frames_index(source)]
+
+
+def pretrain(cfg: Config, progress: bool = True, source: str | None = None) -> Path:
     """The pretraining run (Kinetics stand-in): a single stream on every video of the source
-    set but a validation fraction, with the project's training loop (resumable like any run)."""
+    set but a validation fraction, with the project's training loop (resumable like any run).
+    `source` (the rule's wildcard) must name the configured source set."""
     from asnet.train.loop import train_run
 
+    if source is not None and not cfg.is_source(source):
+        raise ValueError(f"{source} is not the configured pretraining source")
     pcfg = pretrain_config(cfg)
     source = pcfg.datasets[0].name
     manifest, frames = _source_manifest_of(source), _frames_of(source)
     return train_run(pcfg, manifest, frames, paths.pretrain_dir(source), "single", progress=progress)
+
+
+def train_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:
+    """A run reads its split's manifest, the frame index and the checkpoint it starts from
+    (Kinetics file or the pretraining run's model.pt): a missing one stops Snakemake before
+    any job starts, naming the file."""
+    return [paths.manifest(dataset, split), paths.frames_index(dataset),
+            *map(Path, pretrained_inputs(cfg, variant))]
+
+
+def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Path | None = None,
+              progress: bool = True) -> Path:
+    """The train rule's work: `train`, or torchrun running `asnet train` in
+    `train.nproc_per_node` processes (the resolved config in a file beside the rule's log)."""
+    if cfg.train.nproc_per_node > 1:
+        import sys
+
+        from asnet.train.launch import run_torchrun
+
+        # torchrun's workers are new processes: they read the configuration resolved here from
+        # a file beside the rule's log (kept, so the log says what was trained).
+        log_dir = log_file.parent if log_file is not None else paths.run_dir(dataset, split, variant)
+        run_torchrun(cfg, dataset, split, variant, log_dir / "train_config.yaml", output=sys.stderr)
+        return paths.run_dir(dataset, split, variant) / "model.pt"
+    return train(cfg, dataset, split, variant, progress)
 
 
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
@@ -354,6 +411,12 @@ def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
     return [str(path)] if path else []
 
 
+def evaluate_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:
+    """Evaluation reads the run's model.pt, its split's manifest and the frame index."""
+    return [paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
+            paths.frames_index(dataset)]
+
+
 def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
     """Video-level evaluation of one trained run; a missing input names the command that makes it."""
     from asnet.train.evaluate import evaluate_run
@@ -382,6 +445,11 @@ def metric_files(cfg: Config, variants: list[str] | None = None) -> list[Path]:
     ]
 
 
+def probes_inputs(cfg: Config) -> list[Path]:
+    """metrics.json of the probe runs."""
+    return metric_files(cfg, PROBES)
+
+
 def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFrame:
     """Learnability of the synthetic set: single stream on full frame / centre / oracle crops."""
     from asnet.report.tables import write_table6
@@ -398,6 +466,16 @@ def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFr
 def _num_classes(cfg: Config, dataset: str) -> int:
     """Classes of a prepared dataset, from its first configured split's manifest."""
     return int(pd.read_csv(paths.manifest(dataset, cfg.splits[0]))["label"].max()) + 1
+
+
+def _first_split_manifests(cfg: Config) -> list[Path]:
+    """The class counts (cost columns) come from each dataset's first split's manifest."""
+    return [paths.manifest(d.name, cfg.splits[0]) for d in cfg.datasets]
+
+
+def table6_inputs(cfg: Config) -> list[Path]:
+    """Every configured run's metrics.json and the manifests that give the class counts."""
+    return metric_files(cfg) + _first_split_manifests(cfg)
 
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
@@ -426,6 +504,17 @@ def figure5_runs(cfg: Config) -> dict[str, Path]:
     }
 
 
+def figure4_inputs(cfg: Config) -> list[Path]:
+    """The model.pt of every run Figure 4 plots (their training history)."""
+    return [p / "model.pt" for p in figure4_runs(cfg)]
+
+
+def figure5_inputs(cfg: Config) -> list[Path]:
+    """Figure 5's two models, manifest and frame index."""
+    runs = figure5_runs(cfg)
+    return [runs["asnet"], runs["single"], runs["manifest"], paths.frames_index(cfg.datasets[0].name)]
+
+
 def figure4(cfg: Config, out_pdf: Path = Path("results/figure4.pdf")) -> Path:
     """SPA mean reward and loss per epoch of every ASNet run: results/figure4.{pdf,png}."""
     from asnet.report.figures import figure4 as make_figure4
@@ -444,17 +533,6 @@ def figure5(cfg: Config, out_pdf: Path = Path("results/figure5.pdf"), n_videos: 
         log.warning("figure 5: %s not found; Grad-CAM of ASNet only", runs["single"])
     make_figure5(runs["asnet"], runs["manifest"], runs["frames"], out_pdf.with_suffix(""), n_videos, single)
     return out_pdf
-
-
-def run_variant(cfg: Config, variant: str) -> str:
-    """The run a variant's results come from: its `base` variant when the variant's config
-    changes are no-ops under `cfg` (e.g. Table 2's ResNeXt-101 rows under the paper preset)."""
-    from asnet.variants import get_variant
-
-    v = get_variant(variant)
-    if v.base and with_overrides(cfg, v.overrides) == cfg:
-        return v.base
-    return variant
 
 
 def experiment_runs(cfg: Config, table: str) -> list[dict]:
@@ -497,6 +575,11 @@ def spa_cost_runs(cfg: Config) -> list[dict]:
             for d in cfg.datasets for v, run in runs.items()]
 
 
+def spa_cost_inputs(cfg: Config) -> list[Path]:
+    """metrics.json of the SPA cost rows and the manifests that give the class counts."""
+    return [r["metrics"] for r in spa_cost_runs(cfg)] + _first_split_manifests(cfg)
+
+
 def spa_cost(cfg: Config, out_tex: Path = Path("results/spa_cost.tex")) -> pd.DataFrame:
     """results/spa_cost.{tex,csv}: accuracy and FLOPs of the cheaper SPA beside the paper's."""
     from asnet.report.flops import model_cost
@@ -522,6 +605,11 @@ def localisation_runs(cfg: Config) -> list[dict]:
             for d in cfg.datasets if d.kind == "synthetic" for v in LOCALISATION_VARIANTS]
 
 
+def localisation_inputs(cfg: Config) -> list[Path]:
+    """predictions.csv of every localisation row and split."""
+    return [p for r in localisation_runs(cfg) for p in r["predictions"]]
+
+
 def localisation(cfg: Config, out_tex: Path = Path("results/localisation.tex")) -> pd.DataFrame:
     """results/localisation.{tex,csv}: SPA's IoU with the actor against its bounds (random,
     centre and best constant box; oracle-reward and box-aware SPA), splits pooled."""
@@ -530,7 +618,7 @@ def localisation(cfg: Config, out_tex: Path = Path("results/localisation.tex")) 
     return write_localisation(localisation_runs(cfg), out_tex)
 
 
-def anchor_inputs(cfg: Config) -> list[Path]:
+def anchor_check_inputs(cfg: Config) -> list[Path]:
     """The anchor check's inputs: the published files present and their datasets' split-1 data."""
     from asnet.report.anchor import anchor_inputs as inputs
 
@@ -544,7 +632,7 @@ def anchor_check(cfg: Config, out_tex: Path = Path("results/anchor_check.tex"), 
     return write_anchor_check(cfg, out_tex, progress)
 
 
-def experiment_inputs(cfg: Config, table: str) -> list[Path]:
+def experiment_table_inputs(cfg: Config, table: str) -> list[Path]:
     """Every metrics.json an experiment table reads (its rows' and their baselines')."""
     return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})
 
@@ -557,6 +645,13 @@ def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd
     return write_experiment_table(table, experiment_runs(cfg, table), out_tex)
 
 
+def table5_inputs(cfg: Config) -> list[Path]:
+    """The first dataset's first split: single-stream and ASNet models, manifest, frame index."""
+    dataset, split = cfg.datasets[0].name, cfg.splits[0]
+    return [paths.run_dir(dataset, split, "single") / "model.pt", paths.run_dir(dataset, split, "asnet") / "model.pt",
+            paths.manifest(dataset, split), paths.frames_index(dataset)]
+
+
 def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bool = True) -> pd.DataFrame:
     """Table 5 (frozen features + linear SVM) from the first dataset's first split's
     single-stream and ASNet runs."""
@@ -567,6 +662,12 @@ def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bo
         paths.run_dir(dataset, split, "single") / "model.pt", paths.run_dir(dataset, split, "asnet") / "model.pt",
         paths.manifest(dataset, split), paths.frames_dir(dataset), out_tex, progress,
     )
+
+
+def audit_inputs(cfg: Config) -> list[Path]:
+    """Every table whose predictions the audit judges, Table 5's and the anchor check's."""
+    return [Path("results/table6.tex"), *(Path(f"results/table{k}.tex") for k in (1, 2, 3, 4)),
+            Path("results/table5_predictions.csv"), Path("results/anchor_check.csv")]
 
 
 def audit(cfg: Config, out_md: Path = Path("results/audit.md")) -> pd.DataFrame:

@@ -11,7 +11,10 @@ of the run's configuration and stored with its checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asnet.config import Config
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,14 @@ def get_variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise ValueError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}") from None
+
+
+def run_variant(cfg: Config, variant: str) -> str:
+    """The run a variant's results come from: its `base` variant when the variant's config
+    changes are no-ops under `cfg` (e.g. Table 2's ResNeXt-101 rows under the paper preset)."""
+    from asnet.config import with_overrides
+
+    v = get_variant(variant)
+    if v.base and with_overrides(cfg, v.overrides) == cfg:
+        return v.base
+    return variant

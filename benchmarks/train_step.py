@@ -151,7 +151,7 @@ def train_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: 
     """One iteration of train_run's inner loop. Returns the loss; fills `phases` (seconds)."""
     parts.model.train()
     t0 = time.perf_counter()
-    x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
+    x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
     t1 = time.perf_counter()
     labels = batch["label"].to(rt.device)
     loss, logits = cnn_step(parts, parts.model, rt, x_ctx, x_sal, labels)
@@ -174,7 +174,7 @@ def infer_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: 
                gen: torch.Generator) -> int:
     """One video of evaluate_run: its B clips, centre crop (+ SPA), mean softmax score."""
     parts.model.eval()
-    x_ctx, x_sal, _ = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
+    x_ctx, x_sal, _ = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
     with rt.autocast():
         scores = torch.softmax(parts.model(x_ctx, x_sal).float(), dim=1).mean(0)
     return int(scores.argmax())

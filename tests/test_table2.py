@@ -13,7 +13,8 @@ import torch
 
 from asnet.config import load_config
 from asnet.hara import published_name as hara_checkpoint_name
-from asnet.stages import experiment_runs, pretrained_inputs, run_variant
+from asnet.stages import experiment_runs, pretrained_inputs
+from asnet.variants import run_variant
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]

@@ -25,8 +25,7 @@ from asnet.report.audit import (
 )
 from asnet.report.flops import extra_params_check
 from asnet.report.tables import PAPER_NUMBERS, paper_numbers
-from asnet.stages import run_variant
-from asnet.variants import EXPERIMENTS, LABELS, TABLE2_BACKBONES
+from asnet.variants import EXPERIMENTS, LABELS, TABLE2_BACKBONES, run_variant
 
 
 def build_claims(cfg: Config) -> list[Claim]:

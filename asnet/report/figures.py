@@ -210,7 +210,7 @@ def figure5(
     from asnet.data.clips import VideoClips
     from asnet.device import select_runtime
     from asnet.train.inputs import clip_to_frame
-    from asnet.train.loop import Parts, load_trained, stream_inputs
+    from asnet.train.loop import load_trained, stream_inputs
 
     cfg, variant, model, agent = load_trained(Path(model_path), "cpu")
     if variant.saliency != "spa" or agent is None:
@@ -222,7 +222,6 @@ def figure5(
             raise ValueError(f"{single_model_path}: expected a single-stream run, got variant {s_variant.name}")
         single = (s_cfg, s_variant, s_model)
     rt = select_runtime("cpu", "off", False)
-    parts = Parts(model, None, None, agent, None)  # type: ignore[arg-type]
     manifest = pd.read_csv(manifest_path)
     names = class_names(manifest)
     chosen = choose_videos(manifest, n_videos)
@@ -242,7 +241,7 @@ def figure5(
             "gt": item["gt"][:1], "label": torch.tensor([int(item["label"])]),
         }
         with torch.no_grad():
-            x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
+            x_ctx, x_sal, episode = stream_inputs(model, agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         assert episode is not None
         spa_box = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])[0]
         start_box = clip_to_frame(episode.boxes[0], batch["height"], batch["width"])[0]
@@ -274,9 +273,8 @@ def figure5(
         if single is not None:
             s_cfg, s_variant, s_model = single
             s_batch = dict(batch)
-            s_parts = Parts(s_model, None, None, None, None)  # type: ignore[arg-type]
             with torch.no_grad():
-                s_ctx, _, _ = stream_inputs(s_parts, s_variant, s_cfg, rt, s_batch, False, gen, 0)
+                s_ctx, _, _ = stream_inputs(s_model, None, s_variant, s_cfg, rt, s_batch, False, gen, 0)
             cams.append(("single", s_model, s_ctx, None, s_cfg))
         for k, (title, m, xc, xs, mcfg) in enumerate(cams):
             cam, pred, grid = grad_cam(m, xc, xs)

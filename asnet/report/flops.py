@@ -202,8 +202,7 @@ def extra_params_check(
         dim = kinetics.feature_dim
         single_head = FusionHead(dim, num_classes, cfg.model.fusion, streams=1)
         asnet_head = FusionHead(dim, num_classes, cfg.model.fusion, streams=2)
-    fc = kinetics.classifier if spec.arch == "densenet" else kinetics.fc  # Hara's names
-    trunk = n_params(kinetics) - n_params(fc)
+    trunk = n_params(kinetics) - n_params(getattr(kinetics, kinetics.head_name))
     s_dim = state_dim(dim, num_classes, cfg.spa.state)
     spa_ours = actor_critic_params(s_dim, cfg.spa.actions, cfg.spa.hidden)
     extra_head = n_params(asnet_head) - n_params(single_head)

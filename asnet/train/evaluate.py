@@ -43,10 +43,11 @@ from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
 from asnet.device import Runtime, select_runtime, set_threads
+from asnet.spa.agent import ActorCritic
 from asnet.spa.bounds import constant_boxes, split_constant_box
 from asnet.train import checkpoint
 from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
-from asnet.train.loop import Parts, rebuild_trained, stream_inputs
+from asnet.train.loop import rebuild_trained, stream_inputs
 from asnet.variants import Variant
 
 # Spatial crops per clip of each `eval.views`: square_at positions of the short-side square.
@@ -70,7 +71,8 @@ def view_boxes(views: str, heights: Tensor, widths: Tensor) -> Tensor:
 
 
 def model_scorer(
-    parts: Parts,
+    model: torch.nn.Module,
+    agent: ActorCritic | None,
     variant: Variant,
     cfg: Config,
     rt: Runtime,
@@ -85,12 +87,12 @@ def model_scorer(
     On clips with actor boxes the extras are the IoU with the actor of SPA's box (iou_spa),
     of a centre and a random box of SPA's initial size, and of `constant_box` (frame-relative,
     asnet.spa.bounds: the best constant box of the training clips) as iou_best_constant."""
-    model, inp, norm = parts.model, cfg.input, cfg.normalisation()
+    inp, norm = cfg.input, cfg.normalisation()
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # No labels at test time: stream_inputs reads them only in training.
         batch = {"clip": clips, "height": heights, "width": widths, "gt": gt}
-        x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
+        x_ctx, x_sal, episode = stream_inputs(model, agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         centre = centre_crop_boxes(heights, widths)
         cache: dict[int, Tensor] = {}
         views = []
@@ -255,13 +257,12 @@ def evaluate_run(
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     agent = agent.to(rt.device) if agent is not None else None
-    parts = Parts(model, None, None, agent, None)  # type: ignore[arg-type]
     manifest = pd.read_csv(manifest_path)
     test_df = manifest[manifest["subset"] == "test"].reset_index(drop=True)
     model.eval()
     # The ceiling of a pure box prior, fitted on this split's training clips (never the test ones).
     constant = split_constant_box(Path(manifest_path).resolve(), Path(frames_dir).resolve(), cfg.input.clip_len)
-    scorer = model_scorer(parts, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed), constant)
+    scorer = model_scorer(model, agent, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed), constant)
     # Where the weights came from and how inputs were normalised, next to the accuracy.
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from asnet.config import RESUMABLE_KEYS, Config, from_dict, run_shaping
+from asnet.config import RESUMABLE_KEYS, Config, SPAConfig, from_dict, run_shaping
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import box_iou, crop_resize
 from asnet.device import Runtime, select_runtime, set_threads
@@ -116,7 +116,8 @@ def split_validation(train_df: pd.DataFrame, fraction: float, seed: int) -> tupl
 
 
 def stream_inputs(
-    parts: Parts,
+    model: torch.nn.Module,
+    agent: ActorCritic | None,
     variant: Variant,
     cfg: Config,
     rt: Runtime,
@@ -125,7 +126,8 @@ def stream_inputs(
     gen: torch.Generator,
     steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Episode | None]:
-    """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device.
+    """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device. `agent`
+    plays SPA's episode (variants with saliency "spa"; None otherwise) on `model`'s features.
 
     A batch whose crops were cut in the loader's workers (``x_ctx``: asnet.train.inputs.
     WorkerCrops) only gets SPA's saliency crop here, with the workers' flips."""
@@ -144,14 +146,14 @@ def stream_inputs(
         return x_ctx, rt.to_input(batch["x_sal"]), None
     episode = None
     if variant.saliency == "spa":
-        assert parts.agent is not None
-        was_training = parts.model.training
-        parts.model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
+        assert agent is not None
+        was_training = model.training
+        model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
-            parts.model, parts.agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
+            model, agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
             steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm, gt=batch["gt"],
         )
-        parts.model.train(was_training)
+        model.train(was_training)
         sal = episode.final_boxes
     else:
         sal = fixed_saliency_boxes(variant.saliency, cfg, hs, ws, gen)
@@ -187,7 +189,7 @@ def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, lo
     for batch in loader:
         if _skipped(batch, "validation") and not batch["label"].numel():
             continue
-        x_ctx, x_sal, _ = stream_inputs(parts, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
+        x_ctx, x_sal, _ = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         with rt.autocast():
             logits = parts.model(x_ctx, x_sal).float()
         labels = batch["label"].to(rt.device)
@@ -351,6 +353,18 @@ def train_run(
         ddp.cleanup(info)
 
 
+@dataclass
+class Loaders:
+    """The run's data: datasets, the validation loader, and under torchrun the sampler that
+    shards each epoch's permutation (`rank_batch` clips per process and step)."""
+
+    train_ds: ClipDataset
+    val_ds: ClipDataset
+    val_loader: DataLoader
+    rank_batch: int
+    sampler: DistributedSampler | None
+
+
 def _train(
     cfg: Config,
     manifest_path: Path,
@@ -364,7 +378,7 @@ def _train(
     info: ddp.DistInfo,
 ) -> Path:
     variant = get_variant(variant_name)
-    world, rank = info.world_size, info.rank
+    world = info.world_size
     if info.enabled and cfg.train.batch_size % world:
         raise ValueError(
             f"train.batch_size {cfg.train.batch_size} is the global batch and must be divisible by the "
@@ -379,6 +393,52 @@ def _train(
         _check_actor_boxes(train_df, frames_dir)
     parts = build_parts(cfg, variant, num_classes, rt)
     state_path = run_dir / "state" / "last.pt"
+    start_epoch, history = _resume(parts, cfg, state_path, run_dir, rt, info)
+    data = _loaders(cfg, variant, train_df, val_df, frames_dir, info)
+    train_model, train_agent, spa_cfg = _wrap_ddp(parts, cfg, rt, info)
+    live = _open_live(run_dir, history) if info.is_main else None
+    sha = checkpoint.git_sha()
+    if info.is_main:
+        log.info(
+            "run %s: %d train / %d val videos, %d threads, %s%s", run_dir, len(data.train_ds), len(data.val_ds),
+            threads, rt, f", {world} processes x batch {data.rank_batch} ({info.backend})" if info.enabled else "",
+        )
+        p = parts.pretrained
+        log.info("run %s starts from %s; input normalisation %s", run_dir,
+                 f"{p['path']} ({p['release']}, {p['tensors_loaded']} backbone tensors, sha256 {p['sha256']})"
+                 if p else "scratch", cfg.normalisation().to_dict())
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        metrics = _train_epoch(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, data, epoch, run_dir,
+                               progress, info)
+        history.append(metrics)
+        if info.is_main:
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+        _save_state(parts, cfg, epoch, history, sha, state_path, info)
+        if live is not None:
+            # Logged after the state is saved: what dvclive shows is always resumable, and
+            # a kill in between is repaired by _open_live's replay.
+            _log_epoch(live, metrics)
+            fault_point("train.epoch_logged")
+        ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            if live is not None:
+                live.end()
+            return run_dir / "model.pt"
+    if live is not None:
+        live.end()
+
+    if info.is_main:
+        _save_final(parts, cfg, variant, num_classes, history, sha, run_dir / "model.pt")
+    ddp.barrier(info)
+    return run_dir / "model.pt"
+
+
+def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runtime,
+            info: ddp.DistInfo) -> tuple[int, list[dict[str, float]]]:
+    """Restore `parts`, the RNG and the history from `state_path` if it exists: (first epoch
+    to train, history of the epochs trained)."""
+    world, rank = info.world_size, info.rank
     start_epoch, history = 0, []
     if state_path.exists():
         ck = checkpoint.load(state_path, rt.device)
@@ -407,14 +467,17 @@ def _train(
     elif info.enabled and rank > 0:
         # Rank 0 keeps the single-process RNG stream; the others sample SPA actions independently.
         torch.manual_seed(_rank_seed(cfg.seed, 2, rank, 0))
+    return start_epoch, history
 
+
+def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.DataFrame, frames_dir: Path,
+             info: ddp.DistInfo) -> Loaders:
+    """Training and validation datasets, the validation loader and (under torchrun) the sampler."""
+    world, rank = info.world_size, info.rank
     crops = WorkerCrops.of(variant, cfg) if cfg.train.crop_in_workers else None
     train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed, crops=crops)
     val_ds = ClipDataset(val_df, frames_dir, cfg.input.clip_len, seed=cfg.seed + 1)
     val_ds.set_epoch(0)
-    train_model: torch.nn.Module = parts.model
-    train_agent: torch.nn.Module | None = parts.agent
-    spa_cfg = cfg.spa
     if not info.enabled:
         val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
         rank_batch, sampler = cfg.train.batch_size, None
@@ -428,151 +491,154 @@ def _train(
         )
         val_shard = Subset(val_ds, list(range(rank, len(val_ds), world)))
         val_loader = DataLoader(val_shard, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
-        spa_cfg = dataclasses.replace(cfg.spa, minibatch=max(1, cfg.spa.minibatch // world))
-        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
-        train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
-        if parts.agent is not None:
-            train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids)
-    live = _open_live(run_dir, history) if info.is_main else None
-    sha = checkpoint.git_sha()
-    if info.is_main:
-        log.info(
-            "run %s: %d train / %d val videos, %d threads, %s%s", run_dir, len(train_ds), len(val_ds), threads, rt,
-            f", {world} processes x batch {rank_batch} ({info.backend})" if info.enabled else "",
+    return Loaders(train_ds, val_ds, val_loader, rank_batch, sampler)
+
+
+def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int) -> tuple[DataLoader, torch.Generator]:
+    """One epoch's training loader and the generator of its augmentation."""
+    train_ds, sampler, rank_batch = data.train_ds, data.sampler, data.rank_batch
+    # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
+    train_ds.set_epoch(epoch)
+    if sampler is None:
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        loader = DataLoader(
+            train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
+            collate_fn=pad_collate, num_workers=cfg.train.workers,
+            # A last batch of one sample would break BatchNorm's training statistics.
+            drop_last=len(train_ds) > cfg.train.batch_size,
         )
-        p = parts.pretrained
-        log.info("run %s starts from %s; input normalisation %s", run_dir,
-                 f"{p['path']} ({p['release']}, {p['tensors_loaded']} backbone tensors, sha256 {p['sha256']})"
-                 if p else "scratch", cfg.normalisation().to_dict())
+    else:
+        # Order from (seed, epoch) via the sampler; augmentation from (seed, epoch, rank).
+        gen = torch.Generator().manual_seed(_rank_seed(cfg.seed, 1, epoch, rank))
+        sampler.set_epoch(epoch)
+        loader = DataLoader(
+            train_ds, batch_size=rank_batch, sampler=sampler, generator=gen,
+            collate_fn=pad_collate, num_workers=cfg.train.workers,
+            drop_last=len(sampler) > rank_batch,  # equal shard sizes: every rank runs as many steps
+        )
+    return loader, gen
 
-    for epoch in range(start_epoch, cfg.train.epochs):
-        # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
-        train_ds.set_epoch(epoch)
-        if sampler is None:
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            loader = DataLoader(
-                train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
-                collate_fn=pad_collate, num_workers=cfg.train.workers,
-                # A last batch of one sample would break BatchNorm's training statistics.
-                drop_last=len(train_ds) > cfg.train.batch_size,
-            )
-        else:
-            # Order from (seed, epoch) via the sampler; augmentation from (seed, epoch, rank).
-            gen = torch.Generator().manual_seed(_rank_seed(cfg.seed, 1, epoch, rank))
-            sampler.set_epoch(epoch)
-            loader = DataLoader(
-                train_ds, batch_size=rank_batch, sampler=sampler, generator=gen,
-                collate_fn=pad_collate, num_workers=cfg.train.workers,
-                drop_last=len(sampler) > rank_batch,  # equal shard sizes: every rank runs as many steps
-            )
-        train_model.train()
-        sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
-        n_items = n_spa = n_skipped = 0
-        bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
-                   disable=not (progress and info.is_main), leave=False)
-        for it, batch in enumerate(bar):
-            # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
-            n_skipped += _skipped(batch, f"epoch {epoch}")
-            if not batch["label"].numel():
-                continue
-            x_ctx, x_sal, episode = stream_inputs(parts, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
-            labels = batch["label"].to(rt.device)
-            loss, logits = cnn_step(parts, train_model, rt, x_ctx, x_sal, labels)
-            b = labels.numel()
-            sums["train_loss"] += loss.item() * b
-            sums["train_acc"] += float((logits.argmax(1) == labels).sum())
-            n_items += b
-            if episode is not None and it % cfg.spa.update_every == 0:
-                stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
-                sums["spa_reward"] += stats["reward"]
-                sums["spa_loss"] += stats["loss"]
-                n_spa += 1
-            if episode is not None and not torch.isnan(batch["gt"]).any():
-                boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
-                sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if info.enabled:  # metrics over all ranks: sums and counts, then the same ratios everywhere
-            total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa, "n_skipped": n_skipped}, info)
-            n_items, n_spa, n_skipped = int(total.pop("n_items")), int(total.pop("n_spa")), int(total.pop("n_skipped"))
-            sums = total
-        metrics = {
-            "epoch": epoch,
-            "lr": parts.optimizer.param_groups[0]["lr"],
-            "train_loss": sums["train_loss"] / max(n_items, 1),
-            "train_acc": sums["train_acc"] / max(n_items, 1),
-        }
-        if n_spa:
-            metrics["spa_reward"] = sums["spa_reward"] / n_spa
-            metrics["spa_loss"] = sums["spa_loss"] / n_spa
-        if n_skipped:  # logged only when it happens: a clean run's logs keep their columns
-            metrics["skipped_videos"] = n_skipped
-        if sums["spa_iou"]:
-            # Diagnostic on synthetic data only: SPA's final box vs the actor's box.
-            metrics["spa_iou"] = sums["spa_iou"] / max(n_items, 1)
-        if len(val_ds):
-            if info.enabled:
-                ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
-                metrics.update(_val_metrics(ddp.all_reduce_sums(validation_sums(parts, variant, cfg, rt, val_loader), info)))
-            else:
-                metrics.update(validate(parts, variant, cfg, rt, val_loader))
-            parts.scheduler.step(metrics["val_loss"])  # all-reduced: the same decision on every rank
-        else:
-            parts.scheduler.step(metrics["train_loss"])
-        history.append(metrics)
-        if info.is_main:
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
-        rng = _rng_state()
-        rng_ranks = ddp.all_gather_objects(rng, info) if info.enabled else None
-        if info.is_main:
-            state = {
-                "epoch": epoch,
-                "model": parts.model.state_dict(),
-                "optimizer": parts.optimizer.state_dict(),
-                "scheduler": parts.scheduler.state_dict(),
-                "rng": rng,
-                "history": history,
-                "config": cfg.to_dict(),
-                "git_sha": sha,
-            }
-            if parts.scaler is not None:
-                state["scaler"] = parts.scaler.state_dict()
-            if parts.agent is not None:
-                state["agent"] = parts.agent.state_dict()
-                state["agent_optimizer"] = parts.agent_optimizer.state_dict()
-            if rng_ranks is not None:
-                state["world_size"] = world
-                state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
-            checkpoint.save_atomic(state, state_path)
-            fault_point("train.state_saved")
-        if live is not None:
-            # Logged after the state is saved: what dvclive shows is always resumable, and
-            # a kill in between is repaired by _open_live's replay.
-            _log_epoch(live, metrics)
-            fault_point("train.epoch_logged")
-        ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            if live is not None:
-                live.end()
-            return run_dir / "model.pt"
-    if live is not None:
-        live.end()
 
+def _wrap_ddp(parts: Parts, cfg: Config, rt: Runtime,
+              info: ddp.DistInfo) -> tuple[torch.nn.Module, torch.nn.Module | None, SPAConfig]:
+    """The modules the epochs train (DDP wrappers under torchrun) and SPA's per-rank settings."""
+    if not info.enabled:
+        return parts.model, parts.agent, cfg.spa
+    world = info.world_size
+    spa_cfg = dataclasses.replace(cfg.spa, minibatch=max(1, cfg.spa.minibatch // world))
+    device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+    train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
+    train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids) if parts.agent is not None else None
+    return train_model, train_agent, spa_cfg
+
+
+def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None,
+                 spa_cfg: SPAConfig, variant: Variant, cfg: Config, rt: Runtime, data: Loaders, epoch: int,
+                 run_dir: Path, progress: bool, info: ddp.DistInfo) -> dict[str, float]:
+    """One epoch: CNN and SPA steps over the training loader, then validation and the LR
+    plateau step. Returns the epoch's metrics (all-reduced under torchrun)."""
+    loader, gen = _epoch_loader(data, cfg, epoch, info.rank)
+    train_model.train()
+    sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
+    n_items = n_spa = n_skipped = 0
+    bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
+               disable=not (progress and info.is_main), leave=False)
+    for it, batch in enumerate(bar):
+        # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
+        n_skipped += _skipped(batch, f"epoch {epoch}")
+        if not batch["label"].numel():
+            continue
+        x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
+        labels = batch["label"].to(rt.device)
+        loss, logits = cnn_step(parts, train_model, rt, x_ctx, x_sal, labels)
+        b = labels.numel()
+        sums["train_loss"] += loss.item() * b
+        sums["train_acc"] += float((logits.argmax(1) == labels).sum())
+        n_items += b
+        if episode is not None and it % cfg.spa.update_every == 0:
+            stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
+            sums["spa_reward"] += stats["reward"]
+            sums["spa_loss"] += stats["loss"]
+            n_spa += 1
+        if episode is not None and not torch.isnan(batch["gt"]).any():
+            boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
+            sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    if info.enabled:  # metrics over all ranks: sums and counts, then the same ratios everywhere
+        total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa, "n_skipped": n_skipped}, info)
+        n_items, n_spa, n_skipped = int(total.pop("n_items")), int(total.pop("n_spa")), int(total.pop("n_skipped"))
+        sums = total
+    metrics = {
+        "epoch": epoch,
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "train_loss": sums["train_loss"] / max(n_items, 1),
+        "train_acc": sums["train_acc"] / max(n_items, 1),
+    }
+    if n_spa:
+        metrics["spa_reward"] = sums["spa_reward"] / n_spa
+        metrics["spa_loss"] = sums["spa_loss"] / n_spa
+    if sums["spa_iou"]:
+        # Diagnostic on synthetic data only: SPA's final box vs the actor's box.
+        metrics["spa_iou"] = sums["spa_iou"] / max(n_items, 1)
+    if n_skipped:  # logged only when it happens: a clean run's logs keep their columns
+        metrics["skipped_videos"] = n_skipped
+    if len(data.val_ds):
+        if info.enabled:
+            ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
+            metrics.update(_val_metrics(ddp.all_reduce_sums(
+                validation_sums(parts, variant, cfg, rt, data.val_loader), info)))
+        else:
+            metrics.update(validate(parts, variant, cfg, rt, data.val_loader))
+        parts.scheduler.step(metrics["val_loss"])  # all-reduced: the same decision on every rank
+    else:
+        parts.scheduler.step(metrics["train_loss"])
+    return metrics
+
+
+def _save_state(parts: Parts, cfg: Config, epoch: int, history: list[dict[str, float]], sha: str,
+                state_path: Path, info: ddp.DistInfo) -> None:
+    """The resume point after `epoch`: state/last.pt (rank 0 writes it, with every rank's RNG)."""
+    rng = _rng_state()
+    rng_ranks = ddp.all_gather_objects(rng, info) if info.enabled else None
     if info.is_main:
-        final = {
-            "model": parts.model.state_dict(),  # the unwrapped module: no DDP "module." prefix
-            "agent": parts.agent.state_dict() if parts.agent is not None else None,
-            "variant": variant.name,
-            "num_classes": num_classes,
+        state = {
+            "epoch": epoch,
+            "model": parts.model.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(),
+            "rng": rng,
             "history": history,
             "config": cfg.to_dict(),
             "git_sha": sha,
-            # Provenance of the starting weights and the normalisation they were trained with.
-            "pretrained": parts.pretrained,
-            "normalisation": cfg.normalisation().to_dict(),
         }
-        checkpoint.save_atomic(final, run_dir / "model.pt")
-    ddp.barrier(info)
-    return run_dir / "model.pt"
+        if parts.scaler is not None:
+            state["scaler"] = parts.scaler.state_dict()
+        if parts.agent is not None:
+            state["agent"] = parts.agent.state_dict()
+            state["agent_optimizer"] = parts.agent_optimizer.state_dict()
+        if rng_ranks is not None:
+            state["world_size"] = info.world_size
+            state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
+        checkpoint.save_atomic(state, state_path)
+        fault_point("train.state_saved")
+
+
+def _save_final(parts: Parts, cfg: Config, variant: Variant, num_classes: int, history: list[dict[str, float]],
+                sha: str, path: Path) -> None:
+    """model.pt: final weights and what they are (rank 0 only)."""
+    final = {
+        "model": parts.model.state_dict(),  # the unwrapped module: no DDP "module." prefix
+        "agent": parts.agent.state_dict() if parts.agent is not None else None,
+        "variant": variant.name,
+        "num_classes": num_classes,
+        "history": history,
+        "config": cfg.to_dict(),
+        "git_sha": sha,
+        # Provenance of the starting weights and the normalisation they were trained with.
+        "pretrained": parts.pretrained,
+        "normalisation": cfg.normalisation().to_dict(),
+    }
+    checkpoint.save_atomic(final, path)
 
 
 def load_trained(path: Path, device: str | torch.device = "cpu") -> tuple[Config, Variant, torch.nn.Module, ActorCritic | None]:

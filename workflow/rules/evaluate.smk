@@ -2,9 +2,7 @@
 # `eval.views`, see asnet/train/evaluate.py).
 rule evaluate:
     input:
-        model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
-        manifest=str(paths.manifest("{dataset}", "{split}")),
-        index=str(paths.frames_index("{dataset}")),
+        stage_inputs("evaluate"),
     output:
         metrics=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "metrics.json"),
         predictions=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "predictions.csv"),
@@ -17,5 +15,7 @@ rule evaluate:
     threads: workflow.cores
     log:
         "results/logs/{dataset}/split{split}/{variant}/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/split{split}/{variant}.tsv"
     script:
-        "../scripts/evaluate.py"
+        "../scripts/stage.py"

@@ -5,24 +5,27 @@
 # output, so a killed chunk rerun by --rerun-incomplete (which deletes its index) keeps them.
 rule extract_chunk:
     input:
-        # per-split manifests, or the pretraining source's single one
-        manifests=lambda w: [str(m) for m in stages_manifests(CFG, w.dataset)],
+        stage_inputs("extract_chunk"),
     output:
         index=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "index.csv"),
         bad=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "bad_videos.csv"),
     threads: max(1, CFG.frames.workers)
     log:
         "results/logs/{dataset}/extract_chunk{chunk}.log",
+    benchmark:
+        "results/benchmarks/extract_chunk/{dataset}/chunk{chunk}.tsv"
     script:
-        "../scripts/extract_chunk.py"
+        "../scripts/stage.py"
 
 
 rule extract:
     input:
-        chunks=[str(paths.frames_chunk_dir("{dataset}", k) / "index.csv") for k in range(CFG.frames.chunks)],
+        stage_inputs("extract"),
     output:
         index=str(paths.frames_index("{dataset}")),
     log:
         "results/logs/{dataset}/extract.log",
+    benchmark:
+        "results/benchmarks/extract/{dataset}.tsv"
     script:
-        "../scripts/extract.py"
+        "../scripts/stage.py"

@@ -4,8 +4,10 @@ rule prepare:
         manifests=[str(paths.manifest("{dataset}", s)) for s in CFG.splits],
     log:
         "results/logs/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
     script:
-        "../scripts/prepare.py"
+        "../scripts/stage.py"
 
 
 # The pretraining source set (`pretrain.dataset`, the Kinetics stand-in): generated like the
@@ -15,5 +17,7 @@ rule prepare_source:
         manifest=str(paths.pretrain_manifest("{dataset}")),
     log:
         "results/logs/{dataset}/prepare_source.log",
+    benchmark:
+        "results/benchmarks/prepare_source/{dataset}.tsv"
     script:
-        "../scripts/prepare.py"
+        "../scripts/stage.py"

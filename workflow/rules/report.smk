@@ -1,9 +1,7 @@
 # Cross-split aggregation into the paper's Table 6 layout.
 rule table6:
     input:
-        metrics=[str(p) for p in stages_metric_files(CFG)],
-        # the class count (for the cost columns) comes from the manifests
-        manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
+        stage_inputs("table6"),
     output:
         tex="results/table6.tex",
         csv="results/table6.csv",
@@ -11,111 +9,117 @@ rule table6:
         metrics="results/table6_metrics.csv",
     log:
         "results/logs/table6.log",
+    benchmark:
+        "results/benchmarks/table6.tsv"
     script:
-        "../scripts/table6.py"
+        "../scripts/stage.py"
 
 
 # Learnability of the synthetic set (single stream: full frame / centre crop / oracle crop).
 rule probes:
     input:
-        metrics=[str(p) for p in stages_metric_files(CFG, ["probe_full", "probe_center", "probe_oracle"])],
+        stage_inputs("probes"),
     output:
         tex="results/probes.tex",
         csv="results/probes.csv",
         metrics="results/probes_metrics.csv",
     log:
         "results/logs/probes.log",
+    benchmark:
+        "results/benchmarks/probes.tsv"
     script:
-        "../scripts/probes.py"
-
-
-from asnet.stages import figure4_runs as stages_figure4_runs, figure5_runs as stages_figure5_runs
+        "../scripts/stage.py"
 
 
 # Figure 4: SPA mean reward and loss per epoch, one line per configured (dataset, split) ASNet run.
 rule figure4:
     input:
-        models=[str(p / "model.pt") for p in stages_figure4_runs(CFG)],
+        stage_inputs("figure4"),
     output:
         pdf="results/figure4.pdf",
         png="results/figure4.png",
     log:
         "results/logs/figure4.log",
+    benchmark:
+        "results/benchmarks/figure4.tsv"
     script:
-        "../scripts/figure4.py"
+        "../scripts/stage.py"
 
 
 # Figure 5: SPA boxes on test frames and Grad-CAM, ASNet vs single stream (first dataset, split 1).
 rule figure5:
     input:
-        asnet=str(stages_figure5_runs(CFG)["asnet"]),
-        single=str(stages_figure5_runs(CFG)["single"]),
-        manifest=str(stages_figure5_runs(CFG)["manifest"]),
-        index=str(paths.frames_index(CFG.datasets[0].name)),
+        stage_inputs("figure5"),
     output:
         pdf="results/figure5.pdf",
         png="results/figure5.png",
     log:
         "results/logs/figure5.log",
+    benchmark:
+        "results/benchmarks/figure5.tsv"
     script:
-        "../scripts/figure5.py"
+        "../scripts/stage.py"
 
 
 # Tables 1-4 of the paper (ablations and backbones on split 1 of each configured dataset).
 rule experiment_table:
     input:
-        metrics=lambda w: [str(p) for p in stages_experiment_inputs(CFG, w.table)],
+        stage_inputs("experiment_table"),
     output:
         tex="results/{table}.tex",
         csv="results/{table}.csv",
     log:
         "results/logs/{table}.log",
+    benchmark:
+        "results/benchmarks/experiment_table/{table}.tsv"
     script:
-        "../scripts/experiment_table.py"
+        "../scripts/stage.py"
 
 
 # Which of the paper's claims this run reproduces, from every table's per-video predictions.
 rule audit:
     input:
-        "results/table6.tex",
-        [f"results/table{k}.tex" for k in (1, 2, 3, 4)],
-        "results/table5_predictions.csv",
-        "results/anchor_check.csv",
+        stage_inputs("audit"),
     output:
         md="results/audit.md",
         csv="results/audit.csv",
     log:
         "results/logs/audit.log",
+    benchmark:
+        "results/benchmarks/audit.tsv"
     script:
-        "../scripts/audit.py"
+        "../scripts/stage.py"
 
 
 # Not in the paper: the cheaper SPA (asnet_fast_spa) beside the paper's, accuracy and FLOPs.
 rule spa_cost:
     input:
-        metrics=[str(r["metrics"]) for r in stages_spa_cost_runs(CFG)],
-        manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
+        stage_inputs("spa_cost"),
     output:
         tex="results/spa_cost.tex",
         csv="results/spa_cost.csv",
     log:
         "results/logs/spa_cost.log",
+    benchmark:
+        "results/benchmarks/spa_cost.tsv"
     script:
-        "../scripts/spa_cost.py"
+        "../scripts/stage.py"
 
 
 # Not in the paper: SPA's IoU with the actor against a random, centre and best constant box, the
 # oracle-reward SPA and the box-aware SPA (datasets with ground-truth boxes, splits pooled).
 rule localisation:
     input:
-        predictions=[str(p) for r in stages_localisation_runs(CFG) for p in r["predictions"]],
+        stage_inputs("localisation"),
     output:
         tex="results/localisation.tex",
         csv="results/localisation.csv",
     log:
         "results/logs/localisation.log",
+    benchmark:
+        "results/benchmarks/localisation.tsv"
     script:
-        "../scripts/localisation.py"
+        "../scripts/stage.py"
 
 
 # The data path on known weights: Hara et al.'s published fine-tuned split-1 models, with their
@@ -123,7 +127,7 @@ rule localisation:
 # when the files are absent, so the synthetic default makes it in seconds).
 rule anchor_check:
     input:
-        stages_anchor_inputs(CFG),
+        stage_inputs("anchor_check"),
     output:
         tex="results/anchor_check.tex",
         csv="results/anchor_check.csv",
@@ -132,7 +136,7 @@ rule anchor_check:
     benchmark:
         "results/benchmarks/anchor_check.tsv"
     script:
-        "../scripts/anchor_check.py"
+        "../scripts/stage.py"
 
 
 # Every table and figure of the paper for the configured datasets.
@@ -157,15 +161,14 @@ rule all_results:
 # Table 5: frozen W_s / W_a features of X_c / X_s / both + a linear SVM (first dataset, first split).
 rule table5:
     input:
-        single=str(paths.run_dir(DATASETS[0], CFG.splits[0], "single") / "model.pt"),
-        asnet=str(paths.run_dir(DATASETS[0], CFG.splits[0], "asnet") / "model.pt"),
-        manifest=str(paths.manifest(DATASETS[0], CFG.splits[0])),
-        index=str(paths.frames_index(DATASETS[0])),
+        stage_inputs("table5"),
     output:
         tex="results/table5.tex",
         csv="results/table5.csv",
         predictions="results/table5_predictions.csv",
     log:
         "results/logs/table5.log",
+    benchmark:
+        "results/benchmarks/table5.tsv"
     script:
-        "../scripts/table5.py"
+        "../scripts/stage.py"

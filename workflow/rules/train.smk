@@ -16,12 +16,7 @@ TRAIN_GPUS = 0 if CFG.device == "cpu" else TRAIN_NPROC
 # (shared by the torchrun processes), so --cores 8 on 2 cores is safe.
 rule train:
     input:
-        manifest=str(paths.manifest("{dataset}", "{split}")),
-        index=str(paths.frames_index("{dataset}")),
-        # Kinetics weights (model.pretrained / pretrained_dir): missing ones stop the run
-        # before any job starts, naming the file. The default preset's is the pretraining
-        # run's model.pt (rule pretrain below): built first, once, for every split and variant.
-        pretrained=lambda w: stages_pretrained_inputs(CFG, w.variant),
+        stage_inputs("train"),
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
     params:
@@ -32,8 +27,10 @@ rule train:
         gpu=TRAIN_GPUS,
     log:
         "results/logs/{dataset}/split{split}/{variant}/train.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/split{split}/{variant}.tsv"
     script:
-        "../scripts/train.py"
+        "../scripts/stage.py"
 
 
 # The Kinetics stand-in (`pretrain:`): one single-stream run from scratch on the synthetic
@@ -42,8 +39,7 @@ rule train:
 # through their own digests, every run that starts from it.
 rule pretrain:
     input:
-        manifest=str(paths.pretrain_manifest("{source}")),
-        index=str(paths.frames_index("{source}")),
+        stage_inputs("pretrain"),
     output:
         model=str(paths.pretrain_model("{source}")),
     params:
@@ -51,5 +47,7 @@ rule pretrain:
     threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:
         "results/logs/pretrain/{source}/train.log",
+    benchmark:
+        "results/benchmarks/pretrain/{source}.tsv"
     script:
-        "../scripts/pretrain.py"
+        "../scripts/stage.py"

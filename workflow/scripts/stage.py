@@ -1,0 +1,19 @@
+"""The one Snakemake script: the stage of asnet.stage_table.STAGES whose row lists this
+rule, run with the job's wildcards and first output (what the `asnet` command of that
+stage runs). Snakemake's merged config (config.yaml, --config, --configfile) is resolved
+and validated here unchanged; logging and stderr go to the rule's log file."""
+
+import logging
+import sys
+
+from asnet.config import from_dict, resolve
+from asnet.stage_table import run_rule
+
+job = snakemake  # noqa: F821 (injected by Snakemake)
+log_file = job.log[0] if job.log else None
+handlers = [logging.FileHandler(log_file)] if log_file else [logging.StreamHandler()]
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+if log_file:
+    sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
+cfg = from_dict(resolve(dict(job.config)))
+run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file)
