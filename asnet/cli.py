@@ -16,6 +16,9 @@
     asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
     asnet localisation                           # results/localisation.{tex,csv} (SPA's IoU vs its bounds)
+    asnet report-page table6                     # results/report/table6.html (a table as a report page)
+    asnet run-report results/checkpoints/synthetic/split1/asnet   # its curves.png, config.yaml
+    asnet runtime                                # results/runtime.csv (benchmark files per stage)
 
 Every command takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
 Bad input (config, overrides, missing inputs, unreadable checkpoints) exits with status 2
@@ -81,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=4, help="test videos (rows) to show")
     _common(p)
 
+    from asnet.report.html import PAGES
+
+    p = sub.add_parser("report-page", help="a table (or the audit) as an HTML page of the report: "
+                       "results/report/<name>.html")
+    p.add_argument("name", choices=list(PAGES))
+    p.add_argument("--out", type=Path, default=None)
+    _common(p)
+    p = sub.add_parser("run-report", help="a run's training curves (dvclive logs) and resolved configuration "
+                       "(model.pt): results/report/runs/<run>/{curves.png,config.yaml}")
+    p.add_argument("run_dir", type=Path, help="results/checkpoints/<dataset>/split<k>/<variant> or results/pretrain/<source>")
+    p.add_argument("--out-dir", type=Path, default=None)
+    _common(p)
+    p = sub.add_parser("runtime", help="Snakemake's benchmark files under results/benchmarks/ summed per stage: "
+                       "results/runtime.csv")
+    p.add_argument("--out", type=Path, default=Path("results/runtime.csv"))
+    _common(p)
+
     p = sub.add_parser("manifest", help="build one split's manifest CSV from official split lists")
     p.add_argument("--dataset", required=True, choices=["ucf101", "hmdb51", "synthetic"])
     p.add_argument("--root", type=Path, default=None, help="folder of <Class>/<video> files (checked when given)")
@@ -139,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.figure4(cfg, args.out))
         elif args.command == "figure5":
             print(stages.figure5(cfg, args.out, args.videos))
+        elif args.command == "report-page":
+            print(stages.report_page(args.name, args.out))
+        elif args.command == "run-report":
+            for path in stages.run_report(args.run_dir, args.out_dir).values():
+                print(path)
+        elif args.command == "runtime":
+            print(stages.runtime(args.out).to_string(index=False))
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -5,10 +5,10 @@ rule table6:
         # the class count (for the cost columns) comes from the manifests
         manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
     output:
-        tex="results/table6.tex",
-        csv="results/table6.csv",
+        tex=report("results/table6.tex", caption="../report/table6.rst", category="Table 6"),
+        csv=report("results/table6.csv", caption="../report/table6.rst", category="Table 6"),
         # every metric of every run and split, long form (write_table6 writes it beside the csv)
-        metrics="results/table6_metrics.csv",
+        metrics=report("results/table6_metrics.csv", caption="../report/table6.rst", category="Table 6"),
     log:
         "results/logs/table6.log",
     script:
@@ -20,9 +20,9 @@ rule probes:
     input:
         metrics=[str(p) for p in stages_metric_files(CFG, ["probe_full", "probe_center", "probe_oracle"])],
     output:
-        tex="results/probes.tex",
-        csv="results/probes.csv",
-        metrics="results/probes_metrics.csv",
+        tex=report("results/probes.tex", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
+        csv=report("results/probes.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
+        metrics=report("results/probes_metrics.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
     log:
         "results/logs/probes.log",
     script:
@@ -37,8 +37,8 @@ rule figure4:
     input:
         models=[str(p / "model.pt") for p in stages_figure4_runs(CFG)],
     output:
-        pdf="results/figure4.pdf",
-        png="results/figure4.png",
+        pdf=report("results/figure4.pdf", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
+        png=report("results/figure4.png", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
     log:
         "results/logs/figure4.log",
     script:
@@ -53,8 +53,8 @@ rule figure5:
         manifest=str(stages_figure5_runs(CFG)["manifest"]),
         index=str(paths.frames_index(CFG.datasets[0].name)),
     output:
-        pdf="results/figure5.pdf",
-        png="results/figure5.png",
+        pdf=report("results/figure5.pdf", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
+        png=report("results/figure5.png", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
     log:
         "results/logs/figure5.log",
     script:
@@ -66,8 +66,8 @@ rule experiment_table:
     input:
         metrics=lambda w: [str(p) for p in stages_experiment_inputs(CFG, w.table)],
     output:
-        tex="results/{table}.tex",
-        csv="results/{table}.csv",
+        tex=report("results/{table}.tex", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
+        csv=report("results/{table}.csv", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
     log:
         "results/logs/{table}.log",
     script:
@@ -82,8 +82,8 @@ rule audit:
         "results/table5_predictions.csv",
         "results/anchor_check.csv",
     output:
-        md="results/audit.md",
-        csv="results/audit.csv",
+        md=report("results/audit.md", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
+        csv=report("results/audit.csv", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
     log:
         "results/logs/audit.log",
     script:
@@ -96,8 +96,8 @@ rule spa_cost:
         metrics=[str(r["metrics"]) for r in stages_spa_cost_runs(CFG)],
         manifests=[str(paths.manifest(d, CFG.splits[0])) for d in DATASETS],
     output:
-        tex="results/spa_cost.tex",
-        csv="results/spa_cost.csv",
+        tex=report("results/spa_cost.tex", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
+        csv=report("results/spa_cost.csv", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
     log:
         "results/logs/spa_cost.log",
     script:
@@ -110,8 +110,8 @@ rule localisation:
     input:
         predictions=[str(p) for r in stages_localisation_runs(CFG) for p in r["predictions"]],
     output:
-        tex="results/localisation.tex",
-        csv="results/localisation.csv",
+        tex=report("results/localisation.tex", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
+        csv=report("results/localisation.csv", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
     log:
         "results/logs/localisation.log",
     script:
@@ -125,8 +125,8 @@ rule anchor_check:
     input:
         stages_anchor_inputs(CFG),
     output:
-        tex="results/anchor_check.tex",
-        csv="results/anchor_check.csv",
+        tex=report("results/anchor_check.tex", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
+        csv=report("results/anchor_check.csv", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
     log:
         "results/logs/anchor_check.log",
     benchmark:
@@ -162,9 +162,9 @@ rule table5:
         manifest=str(paths.manifest(DATASETS[0], CFG.splits[0])),
         index=str(paths.frames_index(DATASETS[0])),
     output:
-        tex="results/table5.tex",
-        csv="results/table5.csv",
-        predictions="results/table5_predictions.csv",
+        tex=report("results/table5.tex", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+        csv=report("results/table5.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+        predictions=report("results/table5_predictions.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
     log:
         "results/logs/table5.log",
     script:
