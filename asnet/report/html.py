@@ -128,10 +128,8 @@ def table_page(csv_path: Path, tex_path: Path | None = None, title: str | None =
 
 def markdown_page(md_path: Path, title: str | None = None) -> str:
     """An HTML page of a markdown file (CommonMark with tables), e.g. results/audit.md."""
-    try:
-        from markdown_it import MarkdownIt
-    except ImportError as exc:  # a dependency of the [workflow] extra (via rich)
-        raise ImportError("markdown-it-py is needed to render markdown: pip install 'asnet-repro[workflow]'") from exc
+    from markdown_it import MarkdownIt
+
     md_path = Path(md_path)
     if not md_path.exists():
         raise FileNotFoundError(f"{md_path}: not found; build it first (its Snakemake target or `asnet` command)")
