@@ -17,6 +17,9 @@
     asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
     asnet localisation                           # results/localisation.{tex,csv} (SPA's IoU vs its bounds)
+    asnet report-page --name table6              # results/report/table6.html (a table as a report page)
+    asnet run-report --run-dir results/checkpoints/synthetic/split1/asnet   # its curves.png, config.yaml
+    asnet runtime                                # results/runtime.csv (benchmark files per stage)
 
 The subcommands are the rows of asnet.stage_table.STAGES (the Snakemake rules run the same
 functions). Every command but `manifest` takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).

@@ -56,3 +56,16 @@ def pretrain_dir(source: str) -> Path:
 
 def pretrain_model(source: str) -> Path:
     return pretrain_dir(source) / "model.pt"
+
+
+REPORT_ROOT = Path("results") / "report"
+
+
+def report_run_dir(run_dir: Path) -> Path:
+    """A run's report items (training curves, resolved config): results/<...> -> results/report/runs/<...>,
+    for run folders results/checkpoints/<dataset>/split<k>/<variant> and results/pretrain/<source>."""
+    parts = Path(run_dir).parts
+    if len(parts) < 3 or parts[0] != "results" or parts[1] not in ("checkpoints", "pretrain"):
+        raise ValueError(f"{run_dir}: not a run folder (results/checkpoints/<dataset>/split<k>/<variant> "
+                         "or results/pretrain/<source>)")
+    return REPORT_ROOT.joinpath("runs", *parts[1:])

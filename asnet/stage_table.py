@@ -18,6 +18,7 @@ import pandas as pd
 
 from asnet import stages
 from asnet.config import Config
+from asnet.report.html import PAGES
 
 REQUIRED = object()  # an Arg without a default must be given
 
@@ -129,6 +130,19 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("anchor-check", stages.anchor_check, "Hara et al.'s published fine-tuned models through our data path: "
           "results/anchor_check.{tex,csv}", (_out("anchor_check.tex", "out_tex"),), stages.anchor_check_inputs,
           rules=("anchor_check",), rule_progress=False, show=lambda df: _table(df.drop(columns=["provenance"]))),
+    Stage("report-page", stages.report_page, "a table (or the audit) as an HTML page of the report: "
+          "results/report/<name>.html", (Arg("name", choices=tuple(PAGES)),
+                                         Arg("out", Path, None, help="output file (default results/report/<name>.html)")),
+          rules=tuple(f"report_page_{name}" for name in PAGES), progress=False, uses_config=False),
+    Stage("run-report", stages.run_report, "a run's training curves (dvclive logs) and resolved configuration "
+          "(model.pt): results/report/runs/<run>/{curves.png,config.yaml}",
+          (Arg("run-dir", Path, kwarg="run_dir",
+               help="results/checkpoints/<dataset>/split<k>/<variant> or results/pretrain/<source>"),
+           Arg("out-dir", Path, None, kwarg="out_dir", help="default results/report/runs/<run>")),
+          rules=("run_report",), progress=False, uses_config=False, show=lambda items: _lines(items.values())),
+    Stage("runtime", stages.runtime, "Snakemake's benchmark files under results/benchmarks/ summed per stage: "
+          "results/runtime.csv", (_out("runtime.csv", "out_csv"),), rules=("runtime",), progress=False,
+          uses_config=False, show=_table),
     Stage("manifest", stages.split_manifest, "build one split's manifest CSV from official split lists",
           (Arg("dataset", choices=("ucf101", "hmdb51", "synthetic")),
            Arg("root", Path, None, help="folder of <Class>/<video> files (checked when given)"),
@@ -173,16 +187,22 @@ def _wildcard_kwargs(stage: Stage, wildcards: dict[str, str], fn: Callable[..., 
     return out
 
 
-def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str], log_file: str | None) -> Any:
-    """What a Snakemake job of `rule` runs: its stage's function with the job's wildcards (an
-    Arg named `out` gets the first declared output), as the CLI would with the same values."""
+def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str], log_file: str | None,
+             params: dict[str, Any] | None = None) -> Any:
+    """What a Snakemake job of `rule` runs: its stage's function with the job's wildcards and
+    params (an Arg takes the wildcard or param of its name or keyword; one named `out` gets the
+    first declared output), as the CLI would with the same values."""
     stage = stage_of_rule(rule)
     fn = stage.rule_run or stage.run
     kwargs = _wildcard_kwargs(stage, wildcards, fn)
     for a in stage.args:
         if a.dest in kwargs:
             continue
-        if a.name == "out":
+        given = {**(params or {})}
+        if a.dest in given or a.name in given:
+            value = given.get(a.dest, given.get(a.name))
+            kwargs[a.dest] = a.type(value) if a.type is not str and value is not None else value
+        elif a.name == "out":
             kwargs[a.dest] = Path(output[0])
         elif a.default is REQUIRED:
             raise ValueError(f"rule {rule}: stage {stage.command} needs `{a.name}`, which is neither a wildcard "
@@ -191,4 +211,4 @@ def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str
         kwargs["progress"] = stage.rule_progress
     if stage.rule_run is not None:
         kwargs["log_file"] = Path(log_file) if log_file else None
-    return fn(cfg, **kwargs)
+    return fn(cfg, **kwargs) if stage.uses_config else fn(**kwargs)

@@ -710,3 +710,63 @@ def _audit_header(cfg: Config) -> str:
                   "paper's *comparative* claims (does SPA help, which fusion is best) on data where the answer is "
                   "known to be learnable, not its UCF-101/HMDB-51 numbers."]
     return "\n".join(lines)
+
+
+def report_runs(cfg: Config) -> list[Path]:
+    """Every run folder the configured tables and figures may read (Table 6's variants, the
+    probes, Tables 1-5, SPA's cost, the localisation bounds; the pretraining run), once each,
+    sorted: the runs whose curves and configuration the report can show."""
+    evals = {p.parent for p in metric_files(cfg)}
+    synthetic = [d.name for d in cfg.datasets if d.kind == "synthetic"]
+    evals |= {paths.eval_dir(d, s, v) for d in synthetic for s in cfg.splits for v in PROBES}
+    for table in ("table1", "table2", "table3", "table4"):
+        evals |= {r[k].parent for r in experiment_runs(cfg, table) for k in ("metrics", "baseline")}
+    evals |= {r["metrics"].parent for r in spa_cost_runs(cfg)}
+    evals |= {p.parent for r in localisation_runs(cfg) for p in r["predictions"]}
+    # results/eval/<dataset>/split<k>/<variant> -> results/checkpoints/<dataset>/split<k>/<variant>
+    runs = {paths.run_dir(e.parent.parent.name, int(e.parent.name.removeprefix("split")), e.name) for e in evals}
+    if cfg.pretrain is not None:
+        runs.add(paths.pretrain_dir(cfg.pretrain.dataset.name))
+    return sorted(runs)
+
+
+def report_inputs(cfg: Config) -> list[Path]:
+    """What the report target (`snakemake report_items`) builds, from what exists now: the
+    page of every table (and of the audit) whose source is present, Figures 4 and 5 when
+    made, and for every trained run of report_runs its curves and configuration (and its
+    confusion matrix and metrics.json when evaluated); results/runtime.csv's page always.
+    Items of tables not built are absent, so the report can be made from any target's runs."""
+    from asnet.report.html import PAGES, page_source
+
+    out = [paths.REPORT_ROOT / f"{name}.html" for name in PAGES if name == "runtime" or page_source(name)[0].exists()]
+    out += [p for p in (Path("results/figure4.png"), Path("results/figure5.png")) if p.exists()]
+    for run in report_runs(cfg):
+        if not (run / "model.pt").exists():
+            continue
+        out += [paths.report_run_dir(run) / "curves.png", paths.report_run_dir(run) / "config.yaml"]
+        if run.parts[1] == "checkpoints":
+            ev = paths.eval_dir(run.parent.parent.name, int(run.parent.name.removeprefix("split")), run.name)
+            out += [ev / name for name in ("metrics.json", "confusion.png") if (ev / name).exists()]
+    return out
+
+
+def report_page(name: str, out: Path | None = None) -> Path:
+    """results/report/<name>.html: one table (or the audit) as a page of the HTML report."""
+    from asnet.report.html import render_page
+
+    return render_page(name, out)
+
+
+def run_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    """A run's training curves (from its dvclive logs) and resolved configuration (from its
+    model.pt): results/report/runs/<run>/{curves.png,config.yaml}."""
+    from asnet.report.runs import write_run_items
+
+    return write_run_items(run_dir, out_dir)
+
+
+def runtime(out_csv: Path = Path("results/runtime.csv")) -> pd.DataFrame:
+    """results/runtime.csv: the Snakemake benchmark files under results/benchmarks/, summed per stage."""
+    from asnet.report.runtime import write_runtime
+
+    return write_runtime(out_csv)

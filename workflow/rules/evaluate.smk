@@ -4,10 +4,10 @@ rule evaluate:
     input:
         stage_inputs("evaluate"),
     output:
-        metrics=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "metrics.json"),
+        metrics=report(str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "metrics.json"), caption="../report/run_metrics.rst", category="Runs", subcategory="checkpoints/{dataset}/split{split}/{variant}"),
         predictions=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "predictions.csv"),
         scores=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "scores.npz"),
-        confusion=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "confusion.png"),
+        confusion=report(str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "confusion.png"), caption="../report/confusion.rst", category="Runs", subcategory="checkpoints/{dataset}/split{split}/{variant}"),
     params:
         # the test protocol (the current config's, not the checkpoint's): an edit re-evaluates
         views=CFG.eval.views,

@@ -3,10 +3,10 @@ rule table6:
     input:
         stage_inputs("table6"),
     output:
-        tex="results/table6.tex",
-        csv="results/table6.csv",
+        tex=report("results/table6.tex", caption="../report/table6.rst", category="Table 6"),
+        csv=report("results/table6.csv", caption="../report/table6.rst", category="Table 6"),
         # every metric of every run and split, long form (write_table6 writes it beside the csv)
-        metrics="results/table6_metrics.csv",
+        metrics=report("results/table6_metrics.csv", caption="../report/table6.rst", category="Table 6"),
     log:
         "results/logs/table6.log",
     benchmark:
@@ -20,9 +20,9 @@ rule probes:
     input:
         stage_inputs("probes"),
     output:
-        tex="results/probes.tex",
-        csv="results/probes.csv",
-        metrics="results/probes_metrics.csv",
+        tex=report("results/probes.tex", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
+        csv=report("results/probes.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
+        metrics=report("results/probes_metrics.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
     log:
         "results/logs/probes.log",
     benchmark:
@@ -36,8 +36,8 @@ rule figure4:
     input:
         stage_inputs("figure4"),
     output:
-        pdf="results/figure4.pdf",
-        png="results/figure4.png",
+        pdf=report("results/figure4.pdf", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
+        png=report("results/figure4.png", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
     log:
         "results/logs/figure4.log",
     benchmark:
@@ -51,8 +51,8 @@ rule figure5:
     input:
         stage_inputs("figure5"),
     output:
-        pdf="results/figure5.pdf",
-        png="results/figure5.png",
+        pdf=report("results/figure5.pdf", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
+        png=report("results/figure5.png", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
     log:
         "results/logs/figure5.log",
     benchmark:
@@ -66,8 +66,8 @@ rule experiment_table:
     input:
         stage_inputs("experiment_table"),
     output:
-        tex="results/{table}.tex",
-        csv="results/{table}.csv",
+        tex=report("results/{table}.tex", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
+        csv=report("results/{table}.csv", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
     log:
         "results/logs/{table}.log",
     benchmark:
@@ -81,8 +81,8 @@ rule audit:
     input:
         stage_inputs("audit"),
     output:
-        md="results/audit.md",
-        csv="results/audit.csv",
+        md=report("results/audit.md", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
+        csv=report("results/audit.csv", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
     log:
         "results/logs/audit.log",
     benchmark:
@@ -96,8 +96,8 @@ rule spa_cost:
     input:
         stage_inputs("spa_cost"),
     output:
-        tex="results/spa_cost.tex",
-        csv="results/spa_cost.csv",
+        tex=report("results/spa_cost.tex", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
+        csv=report("results/spa_cost.csv", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
     log:
         "results/logs/spa_cost.log",
     benchmark:
@@ -112,8 +112,8 @@ rule localisation:
     input:
         stage_inputs("localisation"),
     output:
-        tex="results/localisation.tex",
-        csv="results/localisation.csv",
+        tex=report("results/localisation.tex", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
+        csv=report("results/localisation.csv", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
     log:
         "results/logs/localisation.log",
     benchmark:
@@ -129,8 +129,8 @@ rule anchor_check:
     input:
         stage_inputs("anchor_check"),
     output:
-        tex="results/anchor_check.tex",
-        csv="results/anchor_check.csv",
+        tex=report("results/anchor_check.tex", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
+        csv=report("results/anchor_check.csv", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
     log:
         "results/logs/anchor_check.log",
     benchmark:
@@ -163,9 +163,9 @@ rule table5:
     input:
         stage_inputs("table5"),
     output:
-        tex="results/table5.tex",
-        csv="results/table5.csv",
-        predictions="results/table5_predictions.csv",
+        tex=report("results/table5.tex", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+        csv=report("results/table5.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+        predictions=report("results/table5_predictions.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
     log:
         "results/logs/table5.log",
     benchmark:

@@ -16,4 +16,4 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 if log_file:
     sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
 cfg = from_dict(resolve(dict(job.config)))
-run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file)
+run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()))
