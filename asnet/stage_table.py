@@ -195,10 +195,10 @@ def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str
     stage = stage_of_rule(rule)
     fn = stage.rule_run or stage.run
     kwargs = _wildcard_kwargs(stage, wildcards, fn)
+    given = params or {}
     for a in stage.args:
         if a.dest in kwargs:
             continue
-        given = {**(params or {})}
         if a.dest in given or a.name in given:
             value = given.get(a.dest, given.get(a.name))
             kwargs[a.dest] = a.type(value) if a.type is not str and value is not None else value
