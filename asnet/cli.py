@@ -20,6 +20,7 @@
     asnet report-page --name table6              # results/report/table6.html (a table as a report page)
     asnet run-report --run-dir results/checkpoints/synthetic/split1/asnet   # its curves.png, config.yaml
     asnet runtime                                # results/runtime.csv (benchmark files per stage)
+    asnet config --set preset=paper              # the resolved configuration, every key (YAML)
 
 The subcommands are the rows of asnet.stage_table.STAGES (the Snakemake rules run the same
 functions). Every command but `manifest` takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from asnet.config import SPAConfig, load_config, load_preset
+from asnet.config import SPAConfig, load_config
 from asnet.data.clips import box_union
 from asnet.data.crops import box_iou
 from asnet.data.synthetic import SyntheticSpec, group_background, render_video
@@ -94,15 +94,15 @@ def test_bandit_is_deterministic() -> None:
     assert bandit_iou(0.0, "running", 1e-3, updates=5) == bandit_iou(0.0, "running", 1e-3, updates=5)
 
 
-_PRESET = load_preset("default")["spa"]
-_PRE_SWEEP = (_PRESET.get("gamma"), _PRESET.get("state_norm", "none"), _PRESET.get("lr")) == (0.9, "none", 1e-4)
+_PRESET = load_config().spa
+_PRE_SWEEP = (_PRESET.gamma, _PRESET.state_norm, _PRESET.lr) == (0.9, "none", 1e-4)
 
 
 @pytest.mark.xfail(_PRE_SWEEP, strict=True,
                    reason="the default preset still has the paper-silent values before the sweep (gamma 0.9, raw "
                           "state, lr 1e-4), under which PPO does not learn the bandit; the owner picks them")
 def test_bandit_learns_under_the_default_presets_values() -> None:
-    iou = bandit_iou(_PRESET["gamma"], _PRESET.get("state_norm", "none"), _PRESET["lr"])
+    iou = bandit_iou(_PRESET.gamma, _PRESET.state_norm, _PRESET.lr)
     assert iou >= BAR, f"default preset's SPA values: deterministic IoU {iou:.3f} after {UPDATES} updates"
 
 
