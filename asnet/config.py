@@ -341,7 +341,7 @@ class Config:
 def resolved_yaml(cfg: Config) -> str:
     """`cfg` as a full config file: every key a run sees, and `--config FILE` loads it back to `cfg`.
 
-    config/resolved/<preset>.yaml hold this for each preset (tests/test_config.py checks they
+    config/resolved/<preset>.yaml hold this for each preset (tests/test_presets.py checks they
     are current), so a reader sees in one file what a trimmed preset inherits.
     """
     return (f"# Every key as a run sees it: preset `{cfg.preset}` (and any overrides) resolved.\n"
@@ -444,25 +444,25 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(replace, list) or not all(isinstance(k, str) for k in replace):
         raise ConfigError(f"{path}: `replace:` must be a list of dotted keys, e.g. [pretrain, spa.state]")
     for dotted in replace:
-        if _pop_dotted(data, dotted, keep=True) is _MISSING:
+        if _dotted(data, dotted) is _MISSING:
             raise ConfigError(f"{path}: `replace:` names {dotted!r}, which this preset does not set; "
                               f"set it here or drop it from `replace:`")
-        _pop_dotted(merged, dotted)
+        _dotted(merged, dotted, pop=True)
     return deep_merge(merged, data)
 
 
 _MISSING = object()
 
 
-def _pop_dotted(data: dict[str, Any], dotted: str, keep: bool = False) -> Any:
-    """The value at `a.b.c` in nested mappings (removed unless `keep`), or _MISSING."""
+def _dotted(data: dict[str, Any], dotted: str, pop: bool = False) -> Any:
+    """The value at `a.b.c` in nested mappings (removed if `pop`), or _MISSING."""
     *parents, last = dotted.split(".")
     node: Any = data
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, dict) or last not in node:
         return _MISSING
-    return node[last] if keep else node.pop(last)
+    return node.pop(last) if pop else node[last]
 
 
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
