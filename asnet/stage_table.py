@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from asnet import stages
-from asnet.config import Config
+from asnet.config import Config, resolved_yaml
 from asnet.report.html import PAGES
 
 REQUIRED = object()  # an Arg without a default must be given
@@ -143,7 +143,7 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("runtime", stages.runtime, "Snakemake's benchmark files under results/benchmarks/ summed per stage: "
           "results/runtime.csv", (_out("runtime.csv", "out_csv"),), rules=("runtime",), progress=False,
           uses_config=False, show=_table),
-    Stage("config", stages.show_config, "print the resolved configuration (preset + config file + --set) "
+    Stage("config", resolved_yaml, "print the resolved configuration (preset + config file + --set) "
           "as a config file: every key a run sees", progress=False, show=lambda text: text.rstrip("\n")),
     Stage("manifest", stages.split_manifest, "build one split's manifest CSV from official split lists",
           (Arg("dataset", choices=("ucf101", "hmdb51", "synthetic")),

@@ -18,7 +18,6 @@ from asnet.config import (
     Config,
     ConfigError,
     DatasetConfig,
-    resolved_yaml,
     run_shaping,
     uses_pretrain,
     with_overrides,
@@ -764,11 +763,6 @@ def run_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     from asnet.report.runs import write_run_items
 
     return write_run_items(run_dir, out_dir)
-
-
-def show_config(cfg: Config) -> str:
-    """The resolved configuration (preset, config file and --set overrides merged) as YAML."""
-    return resolved_yaml(cfg)
 
 
 def runtime(out_csv: Path = Path("results/runtime.csv")) -> pd.DataFrame:
