@@ -141,6 +141,18 @@ class TrainConfig:
     # workers, from a per-clip random stream (seed, epoch, clip) instead of the main process's
     # per-batch generator; SPA's crops stay in the main process (they need the model).
     crop_in_workers: bool = False
+    # Micro-batches of batch_size / accum_steps clips whose gradients add up to one optimizer
+    # step (and one SPA PPO update) of the whole batch: the preset's batch on a smaller card.
+    accum_steps: int = 1
+    # BatchNorm layers in eval mode while training (MMAction2's norm_eval): the running
+    # statistics of the starting weights normalise every batch and are never updated.
+    norm_eval: bool = False
+    # cuDNN deterministic algorithms, CUBLAS_WORKSPACE_CONFIG and deterministic pooling
+    # backwards: bit-identical CUDA reruns and resumes, at some speed (CPU runs always are).
+    deterministic: bool = False
+    # GiB the training process may allocate on its device (0: all of it). On CUDA the
+    # allocator is capped at it; on the CPU the first step's measured peak is checked against it.
+    memory_limit_gib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +243,7 @@ TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa", "pretra
 # the key itself shapes nothing. frames.short_side and frames.fps shape the frames: they stay.
 LAUNCH_ONLY_KEYS = frozenset({
     ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
+    ("train", "deterministic"), ("train", "memory_limit_gib"),
     ("frames", "workers"), ("frames", "chunks"), ("frames", "timeout_s"),
 })
 
@@ -248,6 +261,7 @@ NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (
     ("model", "pretrained_release"), ("model", "pretrained_strict"), ("model", "shortcut"),
     ("input", "normalization"), ("spa", "state_norm"), ("spa", "reward"),
     ("frames", "format"), ("frames", "jpeg_quality"), ("train", "crop_in_workers"),
+    ("train", "accum_steps"), ("train", "norm_eval"),
 )
 _SECTIONS = {"frames": FramesConfig, "model": ModelConfig, "input": InputConfig, "train": TrainConfig,
              "spa": SPAConfig, "eval": EvalConfig}
@@ -539,6 +553,14 @@ def _check_relations(data: dict[str, Any]) -> None:
         raise ConfigError(
             f"spa.state_scale: {scale} x input.size {size} = {round(size * scale)} pixels for SPA's crops; "
             f"raise spa.state_scale to at least {MIN_STATE_SIZE / size:.2f}"
+        )
+    train = data.get("train", {})
+    batch, accum, nproc = train.get("batch_size"), train.get("accum_steps", 1), train.get("nproc_per_node", 1)
+    if batch is not None and batch % (accum * nproc):
+        fits = [k for k in range(1, batch + 1) if batch % (k * nproc) == 0]
+        raise ConfigError(
+            f"train.accum_steps: batch_size {batch} must split into nproc_per_node {nproc} x accum_steps {accum} "
+            f"equal micro-batches; set train.accum_steps to one of {', '.join(map(str, fits))}"
         )
     _check_pretrain(data)
 
