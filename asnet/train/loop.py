@@ -322,8 +322,10 @@ def _restore_rank_rng(ck: dict[str, Any], cfg: Config, info: ddp.DistInfo, start
 
 
 def _threads(requested: int) -> int:
-    """Intra-op threads per process: under torchrun the machine's cores are shared by its ranks."""
-    per_rank = max(1, (os.cpu_count() or 1) // ddp.local_world_size())
+    """Intra-op threads per process: under torchrun the job's cores are shared by its ranks."""
+    from asnet.device import available_cores
+
+    per_rank = max(1, available_cores() // ddp.local_world_size())
     return per_rank if requested <= 0 else min(requested, per_rank)
 
 
