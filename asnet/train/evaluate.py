@@ -42,7 +42,7 @@ from tqdm import tqdm
 from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
-from asnet.device import Runtime, select_runtime, set_threads
+from asnet.device import Runtime, configure_backends, select_runtime, set_threads
 from asnet.spa.agent import ActorCritic
 from asnet.spa.bounds import constant_boxes, split_constant_box
 from asnet.train import checkpoint
@@ -253,6 +253,8 @@ def evaluate_run(
     cfg, variant, model, agent = rebuild_trained(ck)
     ev = eval_cfg or cfg.eval
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
+    # Before the first CUDA matmul; no autotuning: each batch is one video's clips, a new shape.
+    configure_backends(rt, cfg.train.deterministic, benchmark=False)
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
