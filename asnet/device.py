@@ -119,7 +119,8 @@ def configure_backends(rt: Runtime, deterministic: bool, *, benchmark: bool = Tr
     is deterministic, so it does not affect reruns, and changing it would change the
     numbers of existing GPU runs (the default CUDA run trains in fp16 autocast anyway).
 
-    CPU: nothing is set. CPU kernels are deterministic already, and the global
+    CPU: nothing is set. The CPU kernels the models use are deterministic already (the
+    tests compare reruns and resumes bit for bit), and the global
     deterministic mode would swap some of them (e.g. `index_put` with accumulate) and fill
     uninitialised memory, so a CPU run gives the same numbers whatever `deterministic` is.
     """
