@@ -44,6 +44,16 @@ class LiveBytes(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self._add(t)
 
+    def forget(self, *tensors: Any) -> None:
+        """Stop counting tensors (or nested structures of them), e.g. what lives on the host."""
+        for t in tree_flatten(tensors)[0]:
+            if isinstance(t, torch.Tensor):
+                try:
+                    key = id(t.untyped_storage())
+                except (NotImplementedError, RuntimeError):
+                    continue
+                self.current -= self._seen.pop(key, 0)
+
     def _add(self, t: torch.Tensor) -> None:
         try:
             storage = t.untyped_storage()

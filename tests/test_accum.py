@@ -76,3 +76,23 @@ def test_accumulated_steps_train_what_the_whole_batch_trains(in_tiny_workdir: Pa
     scratch = _train(in_tiny_workdir, "accum2_bn", variant, ["train.accum_steps=2"])[0]
     changed = sum(not torch.equal(scratch["model"][k], two["model"][k]) for k in two["model"] if "running_" in k)
     assert changed, "without norm_eval, BatchNorm's running statistics must train"
+
+
+def test_a_step_over_the_memory_limit_stops_before_training_with_the_accumulation_that_fits(
+        in_tiny_workdir: Path) -> None:
+    """train.memory_limit_gib below what one step needs: one error before the first step,
+    naming the preset, the need and the train.accum_steps that fits; with it, the run trains."""
+    from asnet.plan.step import GIB, train_peak_bytes
+    from asnet.train.first_step import StepMemoryError
+
+    cfg = load_config(overrides=["preset=tiny"])
+    need = train_peak_bytes(cfg, "asnet", 3, 4, "cpu")
+    half = train_peak_bytes(cfg, "asnet", 3, 2, "cpu", accum_steps=2)
+    assert half < need
+    limit = f"train.memory_limit_gib={(need + half) / 2 / GIB:.9f}"
+    with pytest.raises(StepMemoryError, match=r"preset tiny.*needs .* GiB.*set train\.accum_steps=2") as err:
+        _train(in_tiny_workdir, "over_limit", "asnet", [limit])
+    assert f"{need / GIB:.2f} GiB" in str(err.value)
+    assert not (in_tiny_workdir / "over_limit_asnet" / "state").exists()  # stopped before any training
+    model, steps = _train(in_tiny_workdir, "under_limit", "asnet", [limit, "train.accum_steps=2"])
+    assert steps["SGD"] > 0 and model["history"]

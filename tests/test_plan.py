@@ -71,7 +71,7 @@ def test_measure_on_the_cpu_times_real_steps_whose_peak_is_the_fake_one() -> Non
 
 def test_oom_message_names_the_preset_the_need_and_the_accumulation_that_fits() -> None:
     need = step_peak_bytes(TINY, "asnet", 3, 4, "cpu")
-    half = train_peak_bytes(TINY, "asnet", 3, 2, "cpu")
+    half = train_peak_bytes(TINY, "asnet", 3, 2, "cpu", accum_steps=2)
     assert half < need
     msg = oom_message(TINY, "asnet", 3, half, "synthetic_tiny/split1/asnet", device_type="cpu")
     assert "preset tiny" in msg and "train.accum_steps=2" in msg and "nproc_per_node=2" in msg

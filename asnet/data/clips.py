@@ -304,6 +304,9 @@ def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         if key in batch[0]:
             out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
     out["gt"] = _pad_stack([b["gt"] for b in batch], float("nan"))
+    # Whether every clip has an actor box (synthetic data), decided here on the host so the
+    # training step never reads the boxes to find out.
+    out["has_gt"] = not bool(torch.isnan(out["gt"]).any())
     for name in ("label", "index", "height", "width"):
         out[name] = torch.tensor([b[name] for b in batch], dtype=torch.long)
     if "video" in batch[0]:

@@ -4,17 +4,15 @@ allocates nothing (torch's FakeTensorMode), and asnet.memory.LiveBytes adds up t
 step holds alive. A ResNeXt-101 step at batch 32 costs seconds and no memory.
 
 What the fake step is: the project's own model (asnet.models.build_model), SGD with momentum
-(foreach, as asnet.train.loop.build_parts), the CNN step of the training loop
-(asnet.train.loop.cnn_step: forward of both streams under the run's autocast, zero_grad after
-the forward, backward, SGD step) and, for variants with SPA, its episode's forwards and a PPO
-step of the agent. Two steps run and the second's peak is taken: the first step's gradients
-are still alive during the second's forward (zero_grad comes after it), and SGD's momentum
-buffers exist from the first step on.
-
-Until asnet.data.crops.crop_resize is sync-free, SPA's episode is modelled by the forwards
-asnet.spa.rollout.run_episode makes (scene feature map, then `train_steps + 1` patch
-embeddings and head evaluations, no autograd, CNN in eval mode) on crops that are already on
-the device; the agent's sampling is left out (a (B, A) tensor per step).
+and the SPA agent with AdamW (as asnet.train.loop.build_parts makes them), and the training
+loop's own step, asnet.train.loop.train_step, on a batch shaped as the loader gives it (uint8
+clips at the stored frame size, short side frames.short_side, 4:3): the clip batch copied to
+the device, every crop, SPA's whole episode (rollout forwards, sampling, rewards), the CNN's
+forward and backward in train.accum_steps micro-batches, the SGD step and SPA's PPO update.
+Two steps run and the second's peak is taken: the first step's gradients are still alive
+during the second's forward (zero_grad comes after it), and the optimizers' state exists
+from the first step on. The host's copy of the clip batch is made before the count starts
+(it is not device memory).
 
 What is not modelled: the CUDA context (~0.3-0.5 GiB per process, outside the allocator),
 cuDNN's convolution workspace, the caching allocator's rounding and fragmentation, the
@@ -165,26 +163,38 @@ def _ppo_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, states: torc
     optimizer.step()
 
 
-def _run_train_steps(cfg: Config, variant: Variant, num_classes: int, micro_batch: int, rt: Runtime,
+def frame_size(cfg: Config) -> tuple[int, int]:
+    """(H, W) of stored frames: short side frames.short_side at 4:3 (UCF-101's and most of
+    HMDB-51's 320x240)."""
+    short = cfg.frames.short_side
+    return short, -(-short * 4 // 3)
+
+
+def _batch(cfg: Config, n: int) -> dict[str, Any]:
+    """A training batch of `n` clips as asnet.data.clips.pad_collate gives it (real data: no actor boxes)."""
+    h, w = frame_size(cfg)
+    return {"clip": torch.empty(n, cfg.input.clip_len, h, w, 3, dtype=torch.uint8),
+            "height": torch.full((n,), h, dtype=torch.long), "width": torch.full((n,), w, dtype=torch.long),
+            "label": torch.zeros(n, dtype=torch.long), "gt": torch.full((n, 4), float("nan")), "has_gt": False,
+            "index": torch.arange(n)}
+
+
+def _run_train_steps(cfg: Config, variant: Variant, num_classes: int, batch: int, rt: Runtime,
                      live: LiveBytes | None, steps: int = 2, on_step: Callable[[int], None] | None = None) -> None:
-    """`steps` training steps of `micro_batch` clips; `live.reset_peak()` before the last one."""
-    from asnet.train.loop import cnn_step
+    """`steps` calls of the loop's train_step on batches of `batch` clips (the process's batch;
+    cfg.train.accum_steps splits its CNN step); `live.reset_peak()` before the last one."""
+    from asnet.train.loop import train_step
 
     parts = _parts(cfg, variant, num_classes, rt)
-    t, s = cfg.input.clip_len, cfg.input.size
+    gen = torch.Generator().manual_seed(cfg.seed)
     for i in range(steps):
-        if live is not None and i == steps - 1:
-            live.reset_peak()
-        x_ctx = _clips(rt, micro_batch, t, s)
-        states = None
-        if variant.saliency == "spa":
-            states = _episode_states(parts.model, cfg, rt, micro_batch, cfg.spa.train_steps, train=True)
-        x_sal = _clips(rt, micro_batch, t, s) if variant.streams == 2 else None
-        labels = torch.zeros(micro_batch, dtype=torch.long, device=rt.device)
-        cnn_step(parts, parts.model, rt, x_ctx, x_sal, labels)
-        if states is not None:
-            _ppo_step(parts.agent, parts.agent_optimizer, states, cfg.spa.minibatch)
-        del x_ctx, x_sal, states, labels
+        data = _batch(cfg, batch)
+        if live is not None:
+            live.forget(data)  # the host's batch: not device memory
+            if i == steps - 1:
+                live.reset_peak()
+        train_step(parts, parts.model, parts.agent, cfg.spa, variant, cfg, rt, data, gen, update_spa=True)
+        del data
         if on_step is not None:
             on_step(i)
 
@@ -193,11 +203,13 @@ _CACHE: dict[str, int] = {}
 
 
 def _case_key(kind: str, cfg: Config, variant: Variant, num_classes: int, batch: int, device_type: str) -> str:
-    """What a step's memory depends on: the model, input, SPA and precision settings, the
-    variant, classes, batch and device. Jobs that differ only in data share a measurement."""
+    """What a step's memory depends on: the model, input, frame, SPA and precision settings,
+    the accumulation, the variant, classes, batch and device. Jobs that differ only in data
+    share a measurement."""
     c = asdict(cfg)
     keep = {"model": c["model"], "input": c["input"], "spa": c["spa"], "amp": c["train"]["amp"],
-            "channels_last": c["train"]["channels_last"], "minibatch": c["spa"]["minibatch"]}
+            "channels_last": c["train"]["channels_last"], "accum_steps": c["train"]["accum_steps"],
+            "norm_eval": c["train"]["norm_eval"], "short_side": c["frames"]["short_side"]}
     return json.dumps([kind, keep, variant.streams, variant.saliency, num_classes, batch, device_type],
                       sort_keys=True, default=str)
 
@@ -208,27 +220,33 @@ def _cached(key: str, measure: Callable[[], int]) -> int:
     return _CACHE[key]
 
 
-def train_peak_bytes(cfg: Config, variant_name: str, num_classes: int, micro_batch: int, device_type: str) -> int:
-    """Peak bytes of one training step of `micro_batch` clips on `device_type` at the run's
-    precision, measured on fake tensors (the second of two steps); cached per distinct case."""
+def train_peak_bytes(cfg: Config, variant_name: str, num_classes: int, micro_batch: int, device_type: str,
+                     accum_steps: int = 1) -> int:
+    """Peak bytes of one training step whose CNN runs micro-batches of `micro_batch` clips,
+    `accum_steps` of them per step (the process's batch: micro_batch x accum_steps clips, which
+    SPA's episode plays at once), on `device_type` at the run's precision, measured on fake
+    tensors (the second of two steps); cached per distinct case."""
     if micro_batch < 1:
         raise ValueError(f"micro-batch must be >= 1 clip, got {micro_batch}")
     variant = get_variant(variant_name)
-    cfg = with_overrides(cfg, variant.overrides)
+    cfg = with_overrides(cfg, {**dict(variant.overrides), "train.accum_steps": accum_steps, "train.nproc_per_node": 1})
     key = _case_key("train", cfg, variant, num_classes, micro_batch, device_type)
 
     def measure() -> int:
         rt = _fake_runtime(cfg, device_type)
         with _fake_tracked() as live:
-            _run_train_steps(cfg, variant, num_classes, micro_batch, rt, live)
+            _run_train_steps(cfg, variant, num_classes, micro_batch * accum_steps, rt, live)
         return live.peak
 
     return _cached(key, measure)
 
 
 def eval_peak_bytes(cfg: Config, variant_name: str, num_classes: int, batch: int, device_type: str) -> int:
-    """Peak bytes of one evaluation batch (`batch` views of a video, no autograd, SPA's
-    test-time episode for SPA variants) on fake tensors; cached per distinct case."""
+    """Peak bytes of one evaluation batch (`batch` clips of a video, no autograd: the loop's
+    stream_inputs at test time, SPA's test-time episode for SPA variants, and the model's
+    forward) on fake tensors; cached per distinct case."""
+    from asnet.train.loop import stream_inputs
+
     variant = get_variant(variant_name)
     cfg = with_overrides(cfg, variant.overrides)
     key = _case_key("eval", cfg, variant, num_classes, batch, device_type)
@@ -238,13 +256,14 @@ def eval_peak_bytes(cfg: Config, variant_name: str, num_classes: int, batch: int
         with _fake_tracked() as live:
             parts = _parts(cfg, variant, num_classes, rt)
             model = parts.model.eval()
+            data = _batch(cfg, batch)
+            live.forget(data)
             live.reset_peak()
             with torch.no_grad():
-                if variant.saliency == "spa":
-                    _episode_states(model, cfg, rt, batch, cfg.spa.test_steps, train=False)
-                x_sal = _clips(rt, batch, cfg.input.clip_len, cfg.input.size) if variant.streams == 2 else None
+                x_ctx, x_sal, _ = stream_inputs(model, parts.agent, variant, cfg, rt, data, False,
+                                                torch.Generator().manual_seed(cfg.seed), cfg.spa.test_steps)
                 with rt.autocast():
-                    model(_clips(rt, batch, cfg.input.clip_len, cfg.input.size), x_sal).float()
+                    model(x_ctx, x_sal).float()
         return live.peak
 
     return _cached(key, measure)
@@ -252,11 +271,12 @@ def eval_peak_bytes(cfg: Config, variant_name: str, num_classes: int, batch: int
 
 def step_peak_bytes(cfg: Config, variant_name: str, num_classes: int, micro_batch: int,
                     device_type: str | None = None) -> int:
-    """The measured fake-step peak (bytes) of one training step of `micro_batch` clips of
-    `variant_name`, on the run's device type and precision (`device_type` None: the device
-    the run would use on this machine, as select_runtime picks it; "cuda" plans a GPU run
-    from a CPU-only machine). `cfg` is the run's configuration."""
-    return train_peak_bytes(cfg, variant_name, num_classes, micro_batch, device_type or run_device(cfg))
+    """The measured fake-step peak (bytes) of one training step of `variant_name` whose CNN
+    runs micro-batches of `micro_batch` clips, cfg.train.accum_steps of them, on the run's
+    device type and precision (`device_type` None: the device the run would use on this
+    machine, as select_runtime picks it; "cuda" plans a GPU run from a CPU-only machine)."""
+    return train_peak_bytes(cfg, variant_name, num_classes, micro_batch, device_type or run_device(cfg),
+                            accum_steps=cfg.train.accum_steps)
 
 
 def splits(batch_size: int) -> list[int]:
@@ -266,46 +286,48 @@ def splits(batch_size: int) -> list[int]:
 
 def smallest_split(cfg: Config, variant_name: str, num_classes: int, limit_bytes: int,
                    device_type: str) -> tuple[int, int] | None:
-    """The smallest k = nproc_per_node x accum_steps (a divisor of train.batch_size) whose
-    micro-batch of batch_size / k clips fits in `limit_bytes`, and that micro-batch's peak;
-    None if not even one clip fits. Peaks grow with the micro-batch, so the search measures
-    only the splits it needs (and caches them)."""
+    """The smallest k (a divisor of train.batch_size) such that train.accum_steps = k fits one
+    process's step in `limit_bytes`, and that step's peak; None if not even micro-batches of
+    one clip fit. nproc_per_node = k fits too (its processes also play SPA's episode on
+    batch / k clips, so they need no more). Peaks fall with k, so the search measures only the
+    splits it needs (and caches them)."""
     b = cfg.train.batch_size
     for k in splits(b):
-        peak = train_peak_bytes(cfg, variant_name, num_classes, b // k, device_type)
+        peak = train_peak_bytes(cfg, variant_name, num_classes, b // k, device_type, accum_steps=k)
         if peak <= limit_bytes:
             return k, peak
     return None
 
 
 def oom_message(cfg: Config, variant_name: str, num_classes: int, limit_bytes: int, run: str,
-                device_type: str | None = None) -> str:
+                device_type: str | None = None, measured: int | None = None) -> str:
     """One message for a run whose step does not fit in `limit_bytes`: the preset, the need
-    (the measured fake-step peak at the configured micro-batch), the limit, and the smallest
-    train.accum_steps (and the nproc_per_node alternative) that would fit, or that none does."""
+    (`measured`, or the fake-step peak of the configured step), the limit, and the smallest
+    train.accum_steps (or the nproc_per_node alternative) that would fit, or that none does."""
     dev = device_type or run_device(cfg)
     t = cfg.train
     per_proc = t.batch_size // max(1, t.nproc_per_node)
     micro = per_proc // max(1, t.accum_steps)
-    need = train_peak_bytes(cfg, variant_name, num_classes, micro, dev)
+    need = measured if measured is not None else train_peak_bytes(cfg, variant_name, num_classes, micro, dev,
+                                                                  accum_steps=t.accum_steps)
+    how = "measured" if measured is not None else "asnet plan's fake-tensor step"
     head = (f"{run}: one training step of {variant_name} (preset {cfg.preset}, {cfg.input.clip_len}-frame clips, "
             f"micro-batch {micro} = train.batch_size {t.batch_size} / (nproc_per_node {t.nproc_per_node} x "
-            f"accum_steps {t.accum_steps}), {precision(cfg, dev)} on {dev}) needs {need / GIB:.2f} GiB, "
+            f"accum_steps {t.accum_steps}), {precision(cfg, dev)} on {dev}) needs {need / GIB:.2f} GiB ({how}), "
             f"above the limit of {limit_bytes / GIB:.2f} GiB")
     fit = smallest_split(cfg, variant_name, num_classes, limit_bytes, dev)
     if fit is None:
-        return (f"{head}; no split fits: even a micro-batch of 1 clip needs "
-                f"{train_peak_bytes(cfg, variant_name, num_classes, 1, dev) / GIB:.2f} GiB. Use a larger device, "
-                "a shorter input.clip_len or a smaller model")
+        one = train_peak_bytes(cfg, variant_name, num_classes, 1, dev, accum_steps=t.batch_size)
+        return (f"{head}; no split fits: even micro-batches of 1 clip need {one / GIB:.2f} GiB. Use a larger "
+                "device, a shorter input.clip_len or a smaller model")
     k, peak = fit
-    if k % max(1, t.nproc_per_node) == 0:
-        accum = k // max(1, t.nproc_per_node)
-        fix = f"set train.accum_steps={accum}" + (f" (with nproc_per_node {t.nproc_per_node})"
-                                                   if t.nproc_per_node > 1 else "")
-    else:
-        fix = f"set train.nproc_per_node=1 and train.accum_steps={k}"
-    alt = f", or train.nproc_per_node={k} with accum_steps 1" if k > 1 else ""
-    return f"{head}; {fix}{alt}: micro-batch {t.batch_size // k} needs {peak / GIB:.2f} GiB"
+    if k <= t.accum_steps * max(1, t.nproc_per_node):
+        # Splitting across processes is what the run does already: only more accumulation helps.
+        k = t.accum_steps * max(1, t.nproc_per_node) * 2
+    fix = f"set train.accum_steps={k}" + (" with train.nproc_per_node=1" if t.nproc_per_node > 1 else "")
+    alt = f", or train.nproc_per_node={k} with accum_steps 1 (one GPU each)" if k > 1 else ""
+    return (f"{head}; {fix}{alt}: micro-batches of {t.batch_size // k} clips need "
+            f"{train_peak_bytes(cfg, variant_name, num_classes, t.batch_size // k, dev, accum_steps=k) / GIB:.2f} GiB")
 
 
 def measure_steps(cfg: Config, variant_name: str, num_classes: int, micro_batch: int, steps: int = 20,

@@ -60,8 +60,9 @@ def _rows(cfg: Config, target: str, gpu: GPUClass) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"job": kind, "dataset": dataset, "variant": variant, "jobs": g["jobs"],
                                "clip": f"{rc.input.clip_len}x{rc.input.size}", "precision": prec}
         if kind in ("train", "pretrain"):
-            b = rc.train.batch_size
-            peak = train_peak_bytes(rc, variant, size.classes, b, device)
+            b, accum = rc.train.batch_size, rc.train.accum_steps
+            per_proc = b // rc.train.nproc_per_node
+            peak = train_peak_bytes(rc, variant, size.classes, per_proc // accum, device, accum_steps=accum)
             steps, val = jobs.steps_per_epoch(rc, size)
             flops_step = b * cost["gflops_train_step"] * 1e9
             flops_job = rc.train.epochs * (steps * flops_step + val * cost["gflops_per_view"] * 1e9)

@@ -4,7 +4,8 @@ A GPU run that does not fit fails at step 1, minutes after it starts; what the u
 then is not torch's allocator dump but what the step needs and the `train.accum_steps` that
 would fit (asnet.plan measures both without a GPU). `train.memory_limit_gib` caps the
 device's memory for the run: on CUDA through the caching allocator (a real out-of-memory
-error past it), on the CPU by measuring the first step's peak of live tensors.
+error past it), on the CPU by asnet.plan's measurement of the configured step (the real step
+on fake tensors) before the first step runs.
 """
 
 from __future__ import annotations
@@ -45,40 +46,46 @@ def _limit_bytes(cfg: Config, rt: Runtime) -> int:
     return 0
 
 
+GUARDED_STEPS = 2  # the second step is the first to hold the previous step's gradients and SGD's momentum
+
+
 def _advice(cfg: Config, variant: Variant, num_classes: int, rt: Runtime, run_dir: Path, measured: int | None) -> str:
-    """The message of a first step that does not fit: need, limit, the accum_steps that would fit."""
+    """The message of a step that does not fit: need, limit, the accum_steps that would fit."""
     from asnet import plan
 
-    return plan.oom_message(cfg, variant.name, num_classes, _limit_bytes(cfg, rt), str(run_dir), measured=measured)
+    return plan.oom_message(cfg, variant.name, num_classes, _limit_bytes(cfg, rt), str(run_dir),
+                            device_type=rt.device.type, measured=measured)
 
 
 @contextlib.contextmanager
 def first_step_guard(cfg: Config, variant: Variant, num_classes: int, rt: Runtime, run_dir: Path,
-                     active: bool) -> Iterator[None]:
-    """Around a run's first step (`active`): log its peak memory; turn an out-of-memory error
-    (or, on the CPU, a peak over train.memory_limit_gib) into one StepMemoryError naming the
-    preset, the step's need and the train.accum_steps that would fit."""
-    if not active:
+                     step: int | None) -> Iterator[None]:
+    """Around step `step` (0, 1, ...) of a run's first epoch (None: a later step, unguarded).
+    On CUDA: log the peak memory after each of the first GUARDED_STEPS steps and turn an
+    out-of-memory error in them into one StepMemoryError naming the preset, the step's need
+    and the train.accum_steps that would fit. On the CPU with train.memory_limit_gib: stop
+    with that error before step 0 when asnet.plan's measured need is above the limit."""
+    if step is None or step >= GUARDED_STEPS:
         yield
         return
     cuda = rt.device.type == "cuda"
     limit = _limit_bytes(cfg, rt)
-    tracker: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if cuda:
+    if cuda and step == 0:
         torch.cuda.reset_peak_memory_stats(rt.device)
-    elif limit:
-        from asnet.memory import LiveBytes
+    if not cuda and limit and step == 0:
+        from asnet import plan
 
-        tracker = LiveBytes()
+        micro = cfg.train.batch_size // cfg.train.nproc_per_node // cfg.train.accum_steps
+        need = plan.step_peak_bytes(cfg, variant.name, num_classes, micro, rt.device.type)
+        log.info("%s: one training step needs %.3f GiB (asnet plan), limit %.3f GiB", run_dir, need / GIB,
+                 limit / GIB)
+        if need > limit:
+            raise StepMemoryError(_advice(cfg, variant, num_classes, rt, run_dir, None))
     try:
-        with tracker:
-            yield
+        yield
     except torch.cuda.OutOfMemoryError as exc:
         torch.cuda.empty_cache()
         raise StepMemoryError(_advice(cfg, variant, num_classes, rt, run_dir, None)) from exc
-    peak = torch.cuda.max_memory_allocated(rt.device) if cuda else getattr(tracker, "peak", None)
-    if peak is not None:
-        log.info("%s: first step peak memory %.2f GiB (%s)", run_dir, peak / GIB,
-                 "torch.cuda.max_memory_allocated" if cuda else "live tensors")
-    if not cuda and limit and peak is not None and peak > limit:
-        raise StepMemoryError(_advice(cfg, variant, num_classes, rt, run_dir, peak))
+    if cuda:
+        log.info("%s: step %d peak memory %.2f GiB (torch.cuda.max_memory_allocated)", run_dir, step + 1,
+                 torch.cuda.max_memory_allocated(rt.device) / GIB)

@@ -238,10 +238,15 @@ def train_step(
     if episode is not None and update_spa:
         stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
         out.update(spa_reward=stats["reward"], spa_loss=stats["loss"], spa_updates=zero + 1)
-    if episode is not None and not torch.isnan(batch["gt"]).any():  # gt: a CPU tensor of the batch
+    if episode is not None and _has_gt(batch):
         boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
         out["spa_iou"] = box_iou(boxes, batch["gt"].to(rt.device, non_blocking=True)).sum().double()
     return out
+
+
+def _has_gt(batch: dict[str, Any]) -> bool:
+    """Whether the batch's clips all have actor boxes (pad_collate decides it on the host)."""
+    return batch["has_gt"] if "has_gt" in batch else not bool(torch.isnan(batch["gt"]).any())
 
 
 def micro_batches(batch: int, accum_steps: int) -> list[tuple[int, int]]:
@@ -638,7 +643,7 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         n_skipped += _skipped(batch, f"epoch {epoch}")
         if not batch["label"].numel():
             continue
-        with first_step_guard(cfg, variant, data.num_classes, rt, run_dir, active=it == 0 and epoch == first_epoch):
+        with first_step_guard(cfg, variant, data.num_classes, rt, run_dir, it if epoch == first_epoch else None):
             step = train_step(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, batch, gen,
                               update_spa=it % cfg.spa.update_every == 0)
         for k, v in step.items():
