@@ -15,6 +15,7 @@ class Runtime:
     device: torch.device
     amp_dtype: torch.dtype | None  # None: full fp32
     channels_last: bool
+    crop_method: str | None = None  # None: asnet.data.crops.default_crop_method of the device
 
     def autocast(self) -> AbstractContextManager:
         """Autocast context for forward passes (a no-op without AMP)."""

@@ -12,6 +12,7 @@ from asnet.data.crops import (
     corner_boxes,
     crop_resize,
     crop_resize_uint8,
+    default_crop_method,
     full_frame_boxes,
     multiscale_corner_boxes,
     normalise,
@@ -159,25 +160,36 @@ def test_device_crop_is_the_float_resize_and_within_one_grey_level_of_the_worker
     ws[-1] = 90  # a narrower frame padded to 96: the box is clipped to 90
     flip = torch.tensor([True, False, True, False, True, False, False, True])
     grey = Normalisation("grey", 255.0, (0.0,) * 3, (1.0,) * 3)  # network input == grey levels
-    got = crop_resize(clips, BOXES, size, grey, hs, ws, flip)
+    got = crop_resize(clips, BOXES, size, grey, hs, ws, flip, method="matrix")
     assert got.shape == (n, 3, 3, size, size) and got.dtype == torch.float32
     assert (got - _float_reference(clips, BOXES, size, hs, ws, flip)).abs().max() < 2e-3
     workers = crop_resize_uint8(clips, BOXES, size, hs, ws, flip).float()
     diff = (got - workers).abs()
     assert diff.max() <= 1.0 + 1e-3 and diff.mean() < 0.35
+    # The CPU's default ("window") is the workers' crop exactly.
+    assert torch.equal(crop_resize(clips, BOXES, size, grey, hs, ws, flip), workers)
 
 
-def test_frames_crop_many_times_and_every_kth_frame():
+@pytest.mark.parametrize("method", ["window", "matrix"])
+def test_frames_crop_many_times_and_every_kth_frame(method):
     gen = torch.Generator().manual_seed(6)
     clips = torch.randint(0, 256, (2, 6, 40, 50, 3), dtype=torch.uint8, generator=gen)
     hs, ws = torch.tensor([40, 36]), torch.tensor([50, 50])
-    frames = Frames.of(clips, hs, ws)
+    frames = Frames.of(clips, hs, ws, method=method)
     norm = Normalisation("unit", 1.0, (0.5,) * 3, (0.25,) * 3)
     boxes = torch.tensor([[0.0, 0.0, 30.0, 30.0], [10.0, 5.0, 40.0, 35.0]])
     once = frames.crop(boxes, 16, norm)
     assert torch.equal(once, frames.crop(boxes, 16, norm))  # the frames are not changed by a crop
-    assert torch.equal(once, crop_resize(clips, boxes, 16, norm, hs, ws))
-    assert torch.equal(frames.every(2).crop(boxes, 16, norm), crop_resize(clips[:, ::2], boxes, 16, norm, hs, ws))
+    assert torch.equal(once, crop_resize(clips, boxes, 16, norm, hs, ws, method=method))
+    assert torch.equal(frames.every(2).crop(boxes, 16, norm),
+                       crop_resize(clips[:, ::2], boxes, 16, norm, hs, ws, method=method))
+
+
+def test_default_crop_method_is_the_window_on_the_cpu_only():
+    assert default_crop_method(torch.device("cpu")) == "window"
+    assert default_crop_method(torch.device("cuda")) == "matrix"
+    with pytest.raises(ValueError, match="unknown crop method 'bilinear'; use one of"):
+        Frames.of(torch.zeros(1, 1, 4, 4, 3, dtype=torch.uint8), torch.tensor([4]), torch.tensor([4]), method="bilinear")
 
 
 def test_corner_boxes_equal_square_at_per_sample():
@@ -199,5 +211,5 @@ def test_device_crop_runs_under_fake_tensors():
         boxes = torch.empty(2, 4)
         hs, ws = torch.empty(2), torch.empty(2)
         x = crop_resize(clips, boxes, 32, Normalisation("unit", 1.0, (0.5,) * 3, (0.25,) * 3), hs, ws,
-                        torch.empty(2, dtype=torch.bool))
+                        torch.empty(2, dtype=torch.bool), method="matrix")
         assert x.shape == (2, 3, 4, 32, 32)

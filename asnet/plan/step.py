@@ -81,7 +81,9 @@ def _fake_runtime(cfg: Config, device_type: str) -> Runtime:
     dev = torch.device("cuda" if device_type == "cuda" and torch.cuda.is_available() else "cpu")
     cpu_bf16 = device_type == "cpu" and dtype == torch.bfloat16
     cl = cfg.train.channels_last
-    return Runtime(dev, dtype, (not cpu_bf16) if cl == "auto" else bool(cl))
+    # Fake tensors hold no values: the crops must be the batched ones that read none (a GPU
+    # run's; on the CPU they hold an fp32 copy of the clip batch the window crops do not).
+    return Runtime(dev, dtype, (not cpu_bf16) if cl == "auto" else bool(cl), crop_method="matrix")
 
 
 @contextmanager

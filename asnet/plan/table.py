@@ -12,7 +12,15 @@ import pandas as pd
 from asnet.config import Config
 from asnet.plan import jobs
 from asnet.plan.gpus import DEFAULT_GPU, GPU_CLASSES, MEMORY_CLASSES_GIB, GPUClass, get_gpu
-from asnet.plan.step import GIB, eval_peak_bytes, measure_steps, plan_device, precision, smallest_split, train_peak_bytes
+from asnet.plan.step import (
+    GIB,
+    eval_peak_bytes,
+    measure_steps,
+    plan_device,
+    precision,
+    smallest_split,
+    train_peak_bytes,
+)
 from asnet.report.flops import model_cost
 
 

@@ -83,7 +83,8 @@ def published_scorer(net: torch.nn.Module, cfg: Config):
         chunks = []
         for s in range(0, clips.shape[0], CHUNK):
             # Each chunk of clips crosses to the device once; its views are cropped there.
-            frames = Frames.of(clips[s : s + CHUNK], heights[s : s + CHUNK], widths[s : s + CHUNK], rt.device)
+            frames = Frames.of(clips[s : s + CHUNK], heights[s : s + CHUNK], widths[s : s + CHUNK], rt.device,
+                                 rt.crop_method)
             views = []
             for v in range(boxes.shape[1]):
                 x = frames.crop(boxes[s : s + CHUNK, v], SIZE, hara.ACTIVITYNET_2018)  # (n, 3, T, 112, 112)

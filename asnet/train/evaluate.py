@@ -93,7 +93,7 @@ def model_scorer(
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # No labels at test time: stream_inputs reads them only in training. The clips cross
         # to the device once; every view is cropped there.
-        frames = Frames.of(clips, heights, widths, rt.device)
+        frames = Frames.of(clips, heights, widths, rt.device, rt.crop_method)
         batch = {"clip": frames, "height": heights, "width": widths, "gt": gt}
         x_ctx, x_sal, episode = stream_inputs(model, agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         centre = centre_crop_boxes(heights, widths)

@@ -136,7 +136,7 @@ def stream_inputs(
     inp, norm = cfg.input, cfg.normalisation()
     # The clip batch crosses to the device once, as uint8; every crop is cut there.
     clip = batch.get("clip")
-    frames = clip if isinstance(clip, Frames) or clip is None else Frames.of(clip, hs, ws, rt.device)
+    frames = clip if isinstance(clip, Frames) or clip is None else Frames.of(clip, hs, ws, rt.device, rt.crop_method)
     if "x_ctx" in batch:
         flip = batch["flip"]
         x_ctx = rt.to_input(normalise(batch["x_ctx"].to(rt.device, non_blocking=True), norm))
