@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from asnet import paths, stages
 from asnet.config import ConfigError, load_config
 from asnet.data.clips import ClipDataset, VideoClips, pad_collate
-from asnet.data.crops import crop_resize
+from asnet.data.crops import crop_resize_uint8
 from asnet.data.frames import INDEX_COLUMNS, extract_videos
 from asnet.data.store import (
     DEFAULT_JPEG_QUALITY,
@@ -163,8 +163,9 @@ def test_loader_skips_an_unreadable_video_and_names_it(tmp_path: Path, fmt: str)
 
 
 def test_worker_crops_match_the_main_process_crop_and_ignore_worker_count(tmp_path: Path) -> None:
-    """The crop a worker cuts is crop_resize of the clip with the box and flip drawn from the
-    clip's own (seed, epoch, index) stream; 0 or 2 workers give the same tensors."""
+    """The crop a worker cuts is crop_resize_uint8 of the clip with the box and flip drawn from
+    the clip's own (seed, epoch, index) stream, still uint8 (normalised on the device); 0 or 2
+    workers give the same tensors."""
     videos = {v: textured(12, 40, 56, seed=i) for i, v in enumerate(["a", "b", "c", "d"])}
     for v, a in videos.items():
         write_video(tmp_path, v, a, "npy")
@@ -177,6 +178,7 @@ def test_worker_crops_match_the_main_process_crop_and_ignore_worker_count(tmp_pa
     ds.set_epoch(2)
     item = ds[1]
     assert "clip" not in item and item["x_ctx"].shape == (3, 4, 32, 32) and item["x_sal"].shape == (3, 4, 32, 32)
+    assert item["x_ctx"].dtype == torch.uint8 and item["x_sal"].dtype == torch.uint8
     plain = ClipDataset(m, tmp_path, clip_len=4, seed=5)
     plain.set_epoch(2)
     raw = plain[1]
@@ -184,7 +186,7 @@ def test_worker_crops_match_the_main_process_crop_and_ignore_worker_count(tmp_pa
     flip = torch.rand(1, generator=gen) < 0.5
     h, w = torch.tensor([raw["height"]]), torch.tensor([raw["width"]])
     box = context_boxes(variant, cfg, h, w, raw["gt"][None], True, gen)
-    want = crop_resize(raw["clip"][None], box, cfg.input.size, cfg.normalisation(), h, w, flip)[0]
+    want = crop_resize_uint8(raw["clip"][None], box, cfg.input.size, h, w, flip)[0]
     assert torch.equal(item["x_ctx"], want) and bool(item["flip"]) == bool(flip)
 
     def epoch(workers: int) -> list[dict]:

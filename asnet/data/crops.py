@@ -3,10 +3,15 @@
 Boxes are float tensors (B, 4) = (x0, y0, x1, y1) in stored-frame pixels, x1/y1 exclusive.
 Conventional cropping (Hara et al.'s multi-scale corner crop in training, centre crop at
 test), fixed boxes (centre, corners, random, full frame) and SPA's boxes all go through
-`crop_resize`, so the two streams see pixels produced by one piece of code.
+`Frames.crop` (`crop_resize`), on whatever device holds the frames: the two streams see
+pixels produced by one piece of code, on the CPU and on the GPU. The one exception is
+`crop_resize_uint8`, the DataLoader workers' crop (``train.crop_in_workers``): it stays uint8
+so that the batch crosses to the device as bytes, and so rounds to whole grey levels.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +52,19 @@ def full_frame_boxes(height: Tensor, width: Tensor) -> Tensor:
     return torch.stack([zeros, zeros, width.float(), height.float()], dim=1)
 
 
+def corner_boxes(pos_idx: Tensor, side: Tensor, height: Tensor, width: Tensor) -> Tensor:
+    """Square boxes of `side` at CORNERS[pos_idx] (per sample) inside frames (H, W). -> (B, 4)
+
+    Elementwise the arithmetic of `square_at`, selected per sample, so no value is read on the host."""
+    side = torch.minimum(side, torch.minimum(height, width))
+    zeros = torch.zeros_like(side)
+    x0s = torch.stack([(width - side) / 2, zeros, width - side, zeros, width - side])  # (5, B) in CORNERS order
+    y0s = torch.stack([(height - side) / 2, zeros, zeros, height - side, height - side])
+    idx = pos_idx.to(side.device).long()[None]
+    x0, y0 = x0s.gather(0, idx)[0], y0s.gather(0, idx)[0]
+    return torch.stack([x0, y0, x0 + side, y0 + side], dim=1)
+
+
 def multiscale_corner_boxes(
     height: Tensor, width: Tensor, scales: tuple[float, ...], generator: torch.Generator
 ) -> Tensor:
@@ -60,10 +78,7 @@ def multiscale_corner_boxes(
     scale_idx = torch.randint(len(scales), (n,), generator=generator)
     pos_idx = torch.randint(len(CORNERS), (n,), generator=generator)
     side = short * torch.tensor(scales, dtype=torch.float32)[scale_idx]
-    boxes = torch.empty(n, 4)
-    for i in range(n):
-        boxes[i] = square_at(CORNERS[int(pos_idx[i])], side[i : i + 1], height[i : i + 1].float(), width[i : i + 1].float())[0]
-    return boxes
+    return corner_boxes(pos_idx, side, height.float(), width.float())
 
 
 def random_boxes(height: Tensor, width: Tensor, side: float, generator: torch.Generator) -> Tensor:
@@ -91,7 +106,8 @@ def oracle_boxes(gt: Tensor, height: Tensor, width: Tensor, min_side: float) -> 
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Elementwise IoU of two (B, 4) box tensors. -> (B,)"""
+    """Elementwise IoU of two (B, 4) box tensors (on `a`'s device). -> (B,)"""
+    b = b.to(a.device)
     ix = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
     iy = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
     inter = ix * iy
@@ -109,6 +125,123 @@ def pixel_window(box: Tensor | list[float], height: int, width: int) -> tuple[in
     return x0, y0, x1, y1
 
 
+
+
+def pixel_windows(boxes: Tensor, heights: Tensor, widths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`pixel_window` of every box, as tensors on the boxes' device (no host reads). -> 4 x (B,)"""
+    h, w = heights.to(boxes.device, torch.float32), widths.to(boxes.device, torch.float32)
+    r = torch.round(boxes.float())  # half to even, as Python's round
+    x0 = torch.minimum(r[:, 0].clamp(min=0), w - 1)
+    y0 = torch.minimum(r[:, 1].clamp(min=0), h - 1)
+    x1 = torch.minimum(torch.maximum(r[:, 2], x0 + 1), w)
+    y1 = torch.minimum(torch.maximum(r[:, 3], y0 + 1), h)
+    return x0, y0, x1, y1
+
+
+def resample_weights(start: Tensor, length: Tensor, size: int, antialias: Tensor, n: int) -> Tensor:
+    """Rows that resize the window [start, start + length) of an axis of `n` pixels to `size`
+    pixels, as F.interpolate(mode="bilinear", align_corners=False, antialias) does. -> (B, size, n)
+
+    start, length: (B,) whole pixels; antialias: (B,) bool. Shrinking with antialias is a
+    triangle filter `scale` pixels wide (torch's _upsample_bilinear2d_aa); otherwise the
+    two-tap bilinear weights. Zero outside the window, so a matrix product crops and resizes
+    at once, for every box of the batch, with no window size read on the host.
+    """
+    dev = start.device
+    length = length.to(torch.float64)[:, None]  # (B, 1)
+    scale = length / size
+    i = torch.arange(size, device=dev, dtype=torch.float64)[None]  # (1, S) output pixel
+    rel = torch.arange(n, device=dev, dtype=torch.float64)[None, None] - start.to(torch.float64)[:, None, None]
+    inside = (rel >= 0) & (rel < length[:, :, None])  # (B, 1, n)
+    shrink = antialias[:, None] & (scale >= 1)
+    support = torch.where(shrink, scale, torch.ones_like(scale))
+    inv = torch.where(shrink, 1 / scale, torch.ones_like(scale))
+    centre = scale * (i + 0.5)  # (B, S)
+    lo = torch.clamp(torch.trunc(centre - support + 0.5), min=0)
+    hi = torch.minimum(torch.trunc(centre + support + 0.5), length)
+    tri = torch.clamp(1 - ((rel - centre[..., None] + 0.5) * inv[..., None]).abs(), min=0)
+    tri = torch.where((rel >= lo[..., None]) & (rel < hi[..., None]), tri, 0.0)
+    src = torch.clamp(scale * (i + 0.5) - 0.5, min=0)
+    i0 = torch.floor(src)
+    frac = (src - i0)[..., None]
+    i1 = torch.minimum(i0 + 1, length - 1)
+    two_tap = torch.where(rel == i0[..., None], 1 - frac, 0.0) + torch.where(rel == i1[..., None], frac, 0.0)
+    w = torch.where(antialias[:, None, None], tri, two_tap)
+    w = torch.where(inside, w, 0.0)
+    return w / w.sum(-1, keepdim=True)  # (B, S, n)
+
+
+def resample_dtype(device: torch.device) -> torch.dtype:
+    """Arithmetic of the crop's matrix products: fp16 on CUDA (whole grey levels are exact in
+    fp16, tensor cores do the products, error < 0.2 grey levels), fp32 elsewhere."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A batch of stored clips on one device, ready to be cropped many times (SPA crops each
+    clip T + 3 times per training step: the frames cross to the device once, as uint8).
+
+    pixels: (B, T, 3, H, W) grey levels in `resample_dtype`; heights / widths: (B,) float32
+    true frame sizes on the same device (clips are padded right / bottom to H, W).
+    """
+
+    pixels: Tensor
+    heights: Tensor
+    widths: Tensor
+
+    @classmethod
+    def of(cls, clips: Tensor, heights: Tensor, widths: Tensor, device: torch.device | str | None = None) -> Frames:
+        """uint8 clips (B, T, H, W, 3) (pinned memory makes the copy asynchronous) on `device`
+        (default: the clips' own)."""
+        dev = torch.device(device) if device is not None else clips.device
+        x = clips.to(dev, non_blocking=True)
+        pixels = x.permute(0, 1, 4, 2, 3).to(resample_dtype(dev))  # (B, T, 3, H, W), one conversion
+        return cls(pixels, heights.to(dev, torch.float32, non_blocking=True),
+                   widths.to(dev, torch.float32, non_blocking=True))
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixels.device
+
+    def every(self, stride: int) -> Frames:
+        """Every `stride`-th frame of each clip (spa.state_stride)."""
+        return Frames(self.pixels[:, ::stride], self.heights, self.widths)
+
+    def crop(self, boxes: Tensor, size: int, norm: Normalisation, flip: Tensor | None = None) -> Tensor:
+        """Cut `boxes` (B, 4) (clipped to each frame), resize to size x size (bilinear,
+        antialiased when shrinking either side), optionally mirror, normalise (`norm`).
+        -> float32 (B, 3, T, size, size) on the frames' device."""
+        b, t, c, hp, wp = self.pixels.shape
+        x0, y0, x1, y1 = pixel_windows(boxes.to(self.device), self.heights, self.widths)
+        aa = ((x1 - x0) > size) | ((y1 - y0) > size)  # F.interpolate's antialias flag of crop_resize_uint8
+        dtype = self.pixels.dtype
+        wx = resample_weights(x0, x1 - x0, size, aa, wp)  # (B, S, W)
+        if flip is not None:
+            # Mirroring the output is reversing the order of its columns' weights: no extra pass.
+            wx = torch.where(flip.to(self.device).bool()[:, None, None], wx.flip(1), wx)
+        wy = resample_weights(y0, y1 - y0, size, aa, hp).to(dtype)  # (B, S, H)
+        cols = torch.matmul(self.pixels.reshape(b, t * c * hp, wp), wx.to(dtype).transpose(1, 2))  # (B, T*3*H, S)
+        out = torch.matmul(wy[:, None], cols.reshape(b, t * c, hp, size))  # (B, T*3, S, S)
+        out = out.reshape(b, t, c, size, size).permute(0, 2, 1, 3, 4)  # (B, 3, T, S, S)
+        return _normalise_(out.float() if out.dtype != torch.float32 else out, norm)
+
+
+def normalise(pixels: Tensor, norm: Normalisation) -> Tensor:
+    """Grey levels (B, 3, T, S, S), any dtype -> a new float32 network input under `norm`."""
+    return _normalise_(pixels.float() if pixels.dtype != torch.float32 else pixels.clone(), norm)
+
+
+def _normalise_(x: Tensor, norm: Normalisation) -> Tensor:
+    """Normalise float32 grey levels (B, 3, ...) in place: no temporaries of the batch's size."""
+    # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the pixels.
+    to_pixels = 255.0 / norm.value_scale
+    shape = (1, 3) + (1,) * (x.dim() - 2)
+    m = torch.tensor(norm.mean, dtype=torch.float32).view(shape) * to_pixels
+    s = torch.tensor(norm.std, dtype=torch.float32).view(shape) * to_pixels
+    return x.sub_(m.to(x.device, non_blocking=True)).div_(s.to(x.device, non_blocking=True))
+
+
 def crop_resize(
     clips: Tensor,
     boxes: Tensor,
@@ -118,16 +251,21 @@ def crop_resize(
     widths: Tensor,
     flip: Tensor | None = None,
 ) -> Tensor:
-    """Cut `boxes` out of uint8 clips, resize to size x size, normalise (`norm`: the run's
-    Config.normalisation()), optionally h-flip.
+    """`Frames.crop` of uint8 clips (B, T, Hpad, Wpad, 3) on their own device, for a caller
+    that crops a batch once. heights/widths: (B,) true frame sizes. -> float (B, 3, T, S, S)"""
+    return Frames.of(clips, heights, widths).crop(boxes, size, norm, flip)
 
-    clips: uint8 (B, T, Hpad, Wpad, 3), padded on the right/bottom; heights/widths: (B,)
-    true frame sizes (boxes are clipped to them, so an out-of-frame box crops its
-    in-frame part). Returns float (B, 3, T, size, size).
 
-    The resize runs on uint8 (antialiased when shrinking): 4-5x faster than on floats on
-    CPU, and the crop, not the read, is what limits the loader (benchmarks/loader.py).
-    The result differs from a float resize by the rounding to whole grey levels.
+def crop_resize_uint8(
+    clips: Tensor, boxes: Tensor, size: int, heights: Tensor, widths: Tensor, flip: Tensor | None = None
+) -> Tensor:
+    """The DataLoader workers' crop: `boxes` of uint8 clips (B, T, Hpad, Wpad, 3), resized by
+    torch's uint8 bilinear kernel (antialiased when shrinking), optionally mirrored.
+    -> uint8 (B, 3, T, size, size), normalised later on the device (`normalise`).
+
+    On the CPU the uint8 kernel is 5-25x faster than `Frames.crop`'s matrix products, and a
+    worker's crop is what limits the loader (benchmarks/loader.py). It differs from
+    `Frames.crop` by the rounding to whole grey levels (at most 1, 0.27 on average).
     """
     n, t = clips.shape[0], clips.shape[1]
     out = torch.empty((n, t, 3, size, size), dtype=torch.uint8, device=clips.device)
@@ -140,14 +278,6 @@ def crop_resize(
             antialias = patch.shape[-1] > size or patch.shape[-2] > size
             patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
         if flips[i]:
-            # Mirroring the uint8 patch gives the same floats as mirroring after the (per-channel)
-            # normalisation, at a quarter of the bytes; the float x[flip] = x[flip].flip(-1) it
-            # replaces (gather, flip, scatter) cost ~2x the resize itself at 64 frames.
-            patch = patch.flip(-1)
+            patch = patch.flip(-1)  # mirroring uint8 is a quarter of the bytes of mirroring the floats
         out[i] = patch
-    # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the uint8 pixels.
-    to_pixels = 255.0 / norm.value_scale
-    m = torch.tensor(norm.mean, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * to_pixels
-    s = torch.tensor(norm.std, dtype=torch.float32, device=clips.device).view(1, 1, 3, 1, 1) * to_pixels
-    x = out.float().sub_(m).div_(s)  # (B, T, 3, S, S); in place: same values as (x - m) / s, no temporaries
-    return x.permute(0, 2, 1, 3, 4)  # (B, 3, T, S, S)
+    return out.permute(0, 2, 1, 3, 4)  # (B, 3, T, S, S)

@@ -43,6 +43,9 @@ offline, so the tests are the written-down reference, not a load of the real fil
 Deliberate differences from Hara's code (none change the state dict):
 
 * Global pooling is adaptive, so any clip size works (8x48x48, 16x112x112, ...).
+* Under ``torch.use_deterministic_algorithms(True)`` (``train.deterministic`` on CUDA) the
+  average poolings are plain means (``GlobalAvgPool3d``, ``HalvingAvgPool3d``): CUDA has
+  no deterministic backward for ``adaptive_avg_pool3d`` / ``avg_pool3d`` and torch raises.
 * Shortcut "A" lets gradients flow through the zero-padded identity; Hara's implementation
   concatenated ``out.data`` and so cut the gradient of that path.
 * DenseNet's ``norm5`` is ``BatchNorm3d`` (Hara used ``BatchNorm2d`` on a 5-D tensor, which
@@ -66,6 +69,9 @@ __all__ = [
     "BackboneSpec",
     "ResNet3D",
     "DenseNet3D",
+    "GlobalAvgPool3d",
+    "HalvingAvgPool3d",
+    "global_avg_pool3d",
     "build_backbone",
     "rename_dotted_dense_keys",
     "RESNET_LAYERS",
@@ -128,6 +134,52 @@ class BackboneSpec:
             object.__setattr__(self, "shortcut", _default_shortcut(self.arch, self.depth))
         elif self.shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
+
+
+def global_avg_pool3d(x: Tensor) -> Tensor:
+    """(B, C, T, H, W) -> (B, C, 1, 1, 1): the mean over T, H and W.
+
+    `F.adaptive_avg_pool3d(x, 1)` normally, bit for bit the kernel the models always used;
+    under `torch.use_deterministic_algorithms(True)` a plain mean, because the CUDA backward
+    of adaptive_avg_pool3d accumulates with atomics, has no deterministic variant, and so
+    raises in that mode. Both give the same value up to the order of the float summation.
+    """
+    if torch.are_deterministic_algorithms_enabled():
+        return x.mean((2, 3, 4), keepdim=True)
+    return F.adaptive_avg_pool3d(x, 1)
+
+
+class GlobalAvgPool3d(nn.AdaptiveAvgPool3d):
+    """`nn.AdaptiveAvgPool3d(1)` that is deterministic when torch's deterministic mode is on.
+
+    A subclass without parameters: models keep their module tree and state_dict keys.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return global_avg_pool3d(x)
+
+
+class HalvingAvgPool3d(nn.AvgPool3d):
+    """`nn.AvgPool3d(kernel_size=2, stride=2)` that is deterministic in deterministic mode.
+
+    The CUDA backward of avg_pool3d has no deterministic variant either; with kernel =
+    stride the windows do not overlap, so the pool is a reshape and a mean over each 2x2x2
+    block (a trailing odd row, column or frame is dropped, as avg_pool3d drops it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        t2, h2, w2 = t // 2, h // 2, w // 2
+        if not torch.are_deterministic_algorithms_enabled() or 0 in (t2, h2, w2):
+            return super().forward(x)  # a too-small input gets avg_pool3d's own error
+        blocks = x[:, :, : 2 * t2, : 2 * h2, : 2 * w2].reshape(b, c, t2, 2, h2, 2, w2, 2)
+        return blocks.mean((3, 5, 7))
 
 
 def _conv3x3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv3d:
@@ -269,7 +321,7 @@ class ResNet3D(nn.Module):
         self.layer2 = self._make_layer(block, planes[1], layers[1], stride=2)
         self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2)
         self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.avgpool = GlobalAvgPool3d()
         self.feature_dim: int = planes[3] * block.expansion
         self.fc = nn.Linear(self.feature_dim, num_classes)
         _init_weights(self)
@@ -378,7 +430,7 @@ class DenseNet3D(nn.Module):
                     ("norm", nn.BatchNorm3d(n)),
                     ("relu", nn.ReLU(inplace=True)),
                     ("conv", _conv1x1x1(n, n // 2)),
-                    ("pool", nn.AvgPool3d(kernel_size=2, stride=2)),
+                    ("pool", HalvingAvgPool3d()),
                 ])))
                 n //= 2
         trunk.add_module("norm5", nn.BatchNorm3d(n))
@@ -400,7 +452,7 @@ class DenseNet3D(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:  # type: ignore[override]
         """Clip embedding: (B, 3, T, H, W) -> (B, feature_dim)."""
-        return F.adaptive_avg_pool3d(self.feature_map(x), 1).flatten(1)
+        return global_avg_pool3d(self.feature_map(x)).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits: (B, 3, T, H, W) -> (B, num_classes)."""

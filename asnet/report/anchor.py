@@ -71,7 +71,7 @@ def anchor_inputs(cfg: Config) -> list[Path]:
 def published_scorer(net: torch.nn.Module, cfg: Config):
     """asnet.train.evaluate's ScoreFn for a bare published classifier: each view's box cropped
     at Hara's 112 px with the 2018 release's normalisation, softmax of its own classifier."""
-    from asnet.data.crops import crop_resize
+    from asnet.data.crops import Frames
     from asnet.device import select_runtime
 
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
@@ -80,16 +80,17 @@ def published_scorer(net: torch.nn.Module, cfg: Config):
         net = net.to(memory_format=torch.channels_last_3d)
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict]:
-        views = []
-        for v in range(boxes.shape[1]):
-            out = []
-            for s in range(0, clips.shape[0], CHUNK):
-                x = crop_resize(clips[s : s + CHUNK], boxes[s : s + CHUNK, v], SIZE, hara.ACTIVITYNET_2018,
-                                heights[s : s + CHUNK], widths[s : s + CHUNK])  # (n, 3, T, 112, 112)
+        chunks = []
+        for s in range(0, clips.shape[0], CHUNK):
+            # Each chunk of clips crosses to the device once; its views are cropped there.
+            frames = Frames.of(clips[s : s + CHUNK], heights[s : s + CHUNK], widths[s : s + CHUNK], rt.device)
+            views = []
+            for v in range(boxes.shape[1]):
+                x = frames.crop(boxes[s : s + CHUNK, v], SIZE, hara.ACTIVITYNET_2018)  # (n, 3, T, 112, 112)
                 with rt.autocast():
-                    out.append(torch.softmax(net(rt.to_input(x)).float(), dim=1).cpu())
-            views.append(torch.cat(out))
-        return torch.stack(views, dim=1), {}  # (N, V, C)
+                    views.append(torch.softmax(net(rt.to_input(x)).float(), dim=1).cpu())
+            chunks.append(torch.stack(views, dim=1))
+        return torch.cat(chunks), {}  # (N, V, C)
 
     return score
 

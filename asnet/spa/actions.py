@@ -15,8 +15,9 @@ from torch import Tensor
 
 def initial_boxes(n: int, init_box: float, height: Tensor, width: Tensor) -> Tensor:
     """The initial patch: the top-left init_box x init_box corner (clipped to the frame). -> (B, 4)"""
-    side = torch.minimum(torch.full((n,), float(init_box)), torch.minimum(height.float(), width.float()))
-    zeros = torch.zeros(n)
+    h, w = height.float(), width.float()
+    side = torch.minimum(torch.full((n,), float(init_box), device=h.device), torch.minimum(h, w))
+    zeros = torch.zeros(n, device=h.device)
     return torch.stack([zeros, zeros, side, side], dim=1)
 
 

@@ -54,7 +54,8 @@ class ActorCritic(nn.Module):
         h = self.trunk(self.normalise(state.float()))
         ab = F.softplus(self.policy(h)) + 1.0  # alpha, beta > 1: unimodal
         alpha, beta = ab.chunk(2, dim=1)  # (N, A) each
-        return Beta(alpha, beta), self.value(h).squeeze(1)
+        # No argument validation: its checks read tensors on the host, a GPU sync per call.
+        return Beta(alpha, beta, validate_args=False), self.value(h).squeeze(1)
 
     def normalise(self, state: Tensor) -> Tensor:
         """The state as the trunk sees it: standardised by the running statistics (if any)."""
@@ -71,7 +72,7 @@ class ActorCritic(nn.Module):
             return
         x = states.reshape(-1, states.shape[-1]).double()
         n = float(x.shape[0])
-        past = float(self.state_count.clamp(max=NORM_WINDOW))
+        past = self.state_count.clamp(max=NORM_WINDOW)  # 0-dim float64 on the device: no host read
         mean_b, var_b = x.mean(0), x.var(0, unbiased=False)
         total = past + n
         delta = mean_b - self.state_mean.double()

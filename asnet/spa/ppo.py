@@ -37,8 +37,9 @@ def ppo_loss(
     clip_eps: float,
     c1: float,
     c2: float,
-) -> tuple[Tensor, dict[str, float]]:
-    """Clipped surrogate + c1 * value loss - c2 * entropy, all (N,) tensors -> scalar loss.
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate + c1 * value loss - c2 * entropy, all (N,) tensors -> (scalar loss,
+    its terms as detached 0-dim tensors: reading them on the host would wait for the GPU).
 
     L_clip = -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)], rho = pi(a|s) / pi_old(a|s).
     The entropy bonus (c2) is standard PPO; the paper does not mention it (c2 = 0 disables).
@@ -49,5 +50,5 @@ def ppo_loss(
     value_loss = (value - target).pow(2).mean()
     ent = entropy.mean()
     loss = policy_loss + c1 * value_loss - c2 * ent
-    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": ent.item()}
+    stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": ent.detach()}
     return loss, stats

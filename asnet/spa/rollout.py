@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asnet.config import InputConfig, SPAConfig
-from asnet.data.crops import box_iou, crop_resize, full_frame_boxes
+from asnet.data.crops import Frames, box_iou, full_frame_boxes
 from asnet.hara import Normalisation
 from asnet.models.asnet import ASNet
 from asnet.spa.actions import actions_to_boxes, initial_boxes, iou_rewards, punishments, rewards
@@ -67,11 +67,12 @@ def run_episode(
 ) -> Episode:
     """Place SPA's box `steps` times on each clip of the batch; the CNN is not updated.
 
-    clips: uint8 (B, T, H, W, 3) at stored resolution, cropped from it at every step
-    (the paper crops the ORIGINAL-resolution clip, then resizes to the input size).
+    clips: uint8 (B, T, H, W, 3) at stored resolution (or already `Frames` on the model's
+    device), cropped from it at every step (the paper crops the ORIGINAL-resolution clip,
+    then resizes to the input size). Every crop, box and reward stays on the model's device:
+    the loop reads no value on the host, so the GPU never waits for it.
     `norm` is the run's input normalisation (Config.normalisation()).
-    `to_input` moves a crop batch to the device in the model's memory format (Runtime.to_input);
-    without it, crops only move to the model's device.
+    `to_input` puts a crop batch in the model's memory format (Runtime.to_input).
     `gt` (B, 4): the actor's box over each clip, read only by spa.reward=oracle_iou (with labels).
     """
     device = next(model.parameters()).device
@@ -81,30 +82,32 @@ def run_episode(
             "spa.reward=oracle_iou needs the ground-truth actor box of every clip (the batch's `gt`), "
             "but it is missing (NaN): only the synthetic datasets have one; use spa.reward=loss_sign here"
         )
-    prepare = to_input or (lambda x: x.to(device))
+    prepare = to_input or (lambda x: x)
+    frames = clips if isinstance(clips, Frames) else Frames.of(clips, heights, widths, device)
+    heights, widths = frames.heights, frames.widths  # (B,) on the device
+    labels = labels.to(device, non_blocking=True) if labels is not None else None
     # spa.state_stride > 1 computes SPA's states and rewards on every k-th frame: k times
     # fewer FLOPs for the T + 2 rollout forwards (an approximation of the paper, opt-in);
     # the box it finds is spatial, so the saliency stream still crops the full clip.
     if spa.state_stride > 1:
-        clips = clips[:, :: spa.state_stride]  # (B, ceil(T / k), H, W, 3)
+        frames = frames.every(spa.state_stride)  # (B, ceil(T / k), 3, H, W)
     # spa.state_scale < 1 (opt-in) resizes SPA's crops smaller: 1 / scale^2 times fewer FLOPs
     # per rollout forward; the saliency stream still gets the box at input.size.
     size = spa.state_size(inp.size)
 
     def embed(boxes: Tensor) -> Tensor:
-        x = prepare(crop_resize(clips, boxes, size, norm, heights, widths))
+        x = prepare(frames.crop(boxes, size, norm))
         with autocast():
             return model.features(x).float()  # (B, D)
 
     def where(boxes: Tensor) -> Tensor:
-        scale = torch.stack([widths, heights, widths, heights], dim=1).float()
-        return (boxes / scale).to(device)  # (B, 4) in frame units
+        return boxes / torch.stack([widths, heights, widths, heights], dim=1)  # (B, 4) in frame units
 
     def logits_of(g: Tensor, p: Tensor) -> Tensor:
         return model.head(g, p).float()  # (B, C)
 
-    n = clips.shape[0]
-    scene = crop_resize(clips, full_frame_boxes(heights, widths), size, norm, heights, widths)
+    n = frames.pixels.shape[0]
+    scene = frames.crop(full_frame_boxes(heights, widths), size, norm)
     with autocast():
         fmap = model.backbone.feature_map(prepare(scene)).float()  # (B, D, T', H', W'), computed once
     s_g = F.adaptive_avg_pool3d(fmap, 1).flatten(1)  # (B, D): the whole scene, as in the paper
@@ -112,14 +115,15 @@ def run_episode(
     box = initial_boxes(n, spa.init_box, heights, widths)
     s_p = embed(box)
     s_l = logits_of(s_g, s_p)
-    loss = F.cross_entropy(s_l, labels.to(device), reduction="none") if labels is not None else None
+    loss = F.cross_entropy(s_l, labels, reduction="none") if labels is not None else None
+    gt = gt.to(device, non_blocking=True) if oracle else None
 
     states, acts, logps, vals, rews, boxes, losses = [], [], [], [], [], [box], [loss]
     for step in range(steps):
         parts = [s_g, s_p, s_l] + ([s_map, where(box)] if spa.state == "spatial" else [])
         state = torch.cat(parts, dim=1)  # (B, 2D + C [+ D * cells + 4])
         action, log_prob, value = agent.act(state, deterministic)
-        box = actions_to_boxes(action.cpu(), heights, widths, spa.init_box)
+        box = actions_to_boxes(action, heights, widths, spa.init_box)
         if labels is not None or step < steps - 1:
             # Without labels the last box needs no state and no reward: one forward saved
             # (at inference the saliency stream embeds that box anyway).
@@ -131,10 +135,10 @@ def run_episode(
         vals.append(value)
         boxes.append(box)
         if labels is not None:
-            new_loss = F.cross_entropy(s_l, labels.to(device), reduction="none")
-            pen = punishments(box, heights, widths, spa.min_side, spa.omega).to(device)
+            new_loss = F.cross_entropy(s_l, labels, reduction="none")
+            pen = punishments(box, heights, widths, spa.min_side, spa.omega)
             if oracle:
-                before, after = (box_iou(clip_to_frame(b, heights, widths), gt).to(device) for b in (boxes[-2], box))
+                before, after = (box_iou(clip_to_frame(b, heights, widths), gt) for b in (boxes[-2], box))
                 rews.append(iou_rewards(before, after, pen, spa.l1, spa.l2))
             else:
                 rews.append(rewards(loss, new_loss, pen, spa.l1, spa.l2, spa.reward_sign))
@@ -153,8 +157,10 @@ def run_episode(
 
 def ppo_update(
     agent: ActorCritic, optimizer: torch.optim.Optimizer, ep: Episode, spa: SPAConfig, generator: torch.Generator
-) -> dict[str, float]:
+) -> dict[str, Tensor]:
     """PPO epochs over the episode's transitions in shuffled minibatches (CNN fixed).
+    Returns the mean loss terms and reward as 0-dim float64 tensors on the agent's device
+    (read them once per epoch, not per step: each read waits for the GPU).
 
     With spa.state_norm=running the agent's running state statistics then take in the
     episode's states: acting and learning on an episode both see the statistics as they were
@@ -165,7 +171,8 @@ def ppo_update(
     flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
     states, actions, old_lp, ret, adv_f = map(flat, (ep.states, ep.actions, ep.log_probs, returns, adv))
     n = states.shape[0]
-    totals: dict[str, float] = {}
+    # Sums stay on the device (float64: the same numbers as Python floats of each value).
+    totals: dict[str, Tensor] = {}
     count = 0
     for _ in range(spa.ppo_epochs):
         order = torch.randperm(n, generator=generator)
@@ -179,11 +186,11 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            stats["loss"] = loss.item()
+            stats["loss"] = loss.detach()
             for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v
+                totals[k] = totals[k] + v.double() if k in totals else v.double()
             count += 1
     getattr(agent, "module", agent).update_state_norm(ep.states)  # the DDP wrapper's module
     out = {k: v / max(count, 1) for k, v in totals.items()}
-    out["reward"] = float(ep.rewards.mean())
+    out["reward"] = ep.rewards.mean().double()
     return out

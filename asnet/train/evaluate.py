@@ -37,12 +37,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
-from asnet.data.crops import box_iou, centre_crop_boxes, crop_resize, square_at
-from asnet.device import Runtime, select_runtime, set_threads
+from asnet.data.crops import Frames, box_iou, centre_crop_boxes, square_at
+from asnet.device import Runtime, configure_backends, select_runtime, set_threads
 from asnet.spa.agent import ActorCritic
 from asnet.spa.bounds import constant_boxes, split_constant_box
 from asnet.train import checkpoint
@@ -90,8 +91,10 @@ def model_scorer(
     inp, norm = cfg.input, cfg.normalisation()
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        # No labels at test time: stream_inputs reads them only in training.
-        batch = {"clip": clips, "height": heights, "width": widths, "gt": gt}
+        # No labels at test time: stream_inputs reads them only in training. The clips cross
+        # to the device once; every view is cropped there.
+        frames = Frames.of(clips, heights, widths, rt.device)
+        batch = {"clip": frames, "height": heights, "width": widths, "gt": gt}
         x_ctx, x_sal, episode = stream_inputs(model, agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         centre = centre_crop_boxes(heights, widths)
         cache: dict[int, Tensor] = {}
@@ -101,8 +104,7 @@ def model_scorer(
             own = variant.context != "conventional" or torch.equal(boxes[:, v], centre)
             key = -1 if own else v
             if key not in cache:
-                x = x_ctx if own else rt.to_input(
-                    crop_resize(clips, boxes[:, v], inp.size, norm, heights, widths))
+                x = x_ctx if own else rt.to_input(frames.crop(boxes[:, v], inp.size, norm))
                 with rt.autocast():
                     cache[key] = torch.softmax(model(x, x_sal).float(), dim=1)
             views.append(cache[key])
@@ -111,7 +113,7 @@ def model_scorer(
             sal = {"center": fixed_saliency_boxes("center", cfg, heights, widths, gen),
                    "random": fixed_saliency_boxes("random", cfg, heights, widths, gen)}
             if episode is not None:
-                sal["spa"] = clip_to_frame(episode.final_boxes, heights, widths)
+                sal["spa"] = clip_to_frame(episode.final_boxes, heights, widths).cpu()
             if constant_box is not None:
                 sal["best_constant"] = constant_boxes(constant_box, heights, widths)
             extras = {f"iou_{k}": box_iou(b, gt) for k, b in sal.items()}
@@ -162,19 +164,23 @@ def evaluate_videos(
     variant: str = "",
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
+    workers: int = 0,
+    pin_memory: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `test_df`'s videos with `score_fn` under the `views` protocol; write
     metrics.json, predictions.csv, scores.npz and confusion.png into `out_dir`.
 
     `max_clips` > 0 keeps only each video's first clips (all their views). Videos the
-    frame index marks excluded are not evaluated but counted (videos_excluded)."""
+    frame index marks excluded are not evaluated but counted (videos_excluded). `workers`
+    DataLoader workers read and decode the videos ahead of the model (in order)."""
     ds = VideoClips(test_df, frames_dir, clip_len, views)
     out_dir = Path(out_dir)
     clip_scores, clip_video, clip_view, clip_start = [], [], [], []
     extras: dict[str, list[Tensor]] = {}
     rows = []
-    for i in tqdm(range(len(ds)), desc=f"evaluate {out_dir.name}", disable=not progress):
-        item = ds[i]
+    # batch_size=None: one item (all clips of one video) at a time, in the test list's order.
+    videos = DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory)
+    for i, item in enumerate(tqdm(videos, total=len(ds), desc=f"evaluate {out_dir.name}", disable=not progress)):
         clips, frames, gt = item["clips"], item["frames"], item["gt"]
         if max_clips:
             clips, frames, gt = clips[:max_clips], frames[:max_clips], gt[:max_clips]
@@ -253,6 +259,8 @@ def evaluate_run(
     cfg, variant, model, agent = rebuild_trained(ck)
     ev = eval_cfg or cfg.eval
     rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
+    # Before the first CUDA matmul; no autotuning: each batch is one video's clips, a new shape.
+    configure_backends(rt, cfg.train.deterministic, benchmark=False)
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
@@ -266,4 +274,5 @@ def evaluate_run(
     # Where the weights came from and how inputs were normalised, next to the accuracy.
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
-                           max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance)
+                           max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance,
+                           workers=cfg.train.workers, pin_memory=rt.device.type == "cuda")

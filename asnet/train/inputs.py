@@ -16,14 +16,14 @@ from asnet.config import Config
 from asnet.data.crops import (
     CORNERS,
     centre_crop_boxes,
-    crop_resize,
+    corner_boxes,
+    crop_resize_uint8,
     full_frame_boxes,
     multiscale_corner_boxes,
     oracle_boxes,
     random_boxes,
     square_at,
 )
-from asnet.hara import Normalisation
 from asnet.variants import Variant
 
 
@@ -65,7 +65,7 @@ def fixed_saliency_boxes(kind: str, cfg: Config, heights: Tensor, widths: Tensor
         return random_boxes(heights, widths, cfg.spa.init_box, gen)
     if kind == "corner":
         pos = torch.randint(len(CORNERS), heights.shape, generator=gen)
-        return torch.cat([square_at(CORNERS[int(p)], side[i : i + 1], h[i : i + 1], w[i : i + 1]) for i, p in enumerate(pos)])
+        return corner_boxes(pos, side, h, w)
     if kind == "multiscale":
         return multiscale_corner_boxes(heights, widths, cfg.input.scales, gen)
     if kind == "full":
@@ -75,7 +75,7 @@ def fixed_saliency_boxes(kind: str, cfg: Config, heights: Tensor, widths: Tensor
 
 def clip_to_frame(boxes: Tensor, heights: Tensor, widths: Tensor) -> Tensor:
     """The part of each box that lies inside its frame (what the crop really shows). -> (B, 4)"""
-    h, w = heights.float(), widths.float()
+    h, w = heights.to(boxes.device, torch.float32), widths.to(boxes.device, torch.float32)
     x0 = torch.minimum(boxes[:, 0].clamp(min=0), w)
     y0 = torch.minimum(boxes[:, 1].clamp(min=0), h)
     x1 = torch.minimum(boxes[:, 2], w).clamp(min=0)
@@ -91,18 +91,18 @@ class WorkerCrops:
     epoch, index): the flip, the context box and a fixed saliency box are drawn in that
     order, as ``stream_inputs`` draws them per batch, but from the clip's own stream, so
     they do not depend on the batch, the worker count or SPA's use of the batch generator.
-    The item gains ``x_ctx`` (and ``x_sal``: float (3, T, S, S)) and ``flip``; it keeps its
-    full clip only when SPA, which needs the model, crops the saliency stream later.
+    The item gains ``x_ctx`` (and ``x_sal``: uint8 (3, T, S, S), normalised on the device by
+    ``stream_inputs``) and ``flip``; it keeps its full clip only when SPA, which needs the
+    model, crops the saliency stream later.
     """
 
     variant: Variant
     cfg: Config
-    norm: Normalisation
 
     @classmethod
     def of(cls, variant: Variant, cfg: Config) -> WorkerCrops:
-        """The crops of `variant` under `cfg` (its input size, scales, flip and normalisation)."""
-        return cls(variant, cfg, cfg.normalisation())
+        """The crops of `variant` under `cfg` (its input size, scales and flip)."""
+        return cls(variant, cfg)
 
     def __call__(self, item: dict[str, Any], seeds: np.random.SeedSequence) -> dict[str, Any]:
         """`item` with its stream inputs (see the class)."""
@@ -111,11 +111,11 @@ class WorkerCrops:
         clip, hs, ws = item["clip"][None], torch.tensor([item["height"]]), torch.tensor([item["width"]])
         flip = (torch.rand(1, generator=gen) < 0.5) if inp.flip else torch.zeros(1, dtype=torch.bool)
         ctx = context_boxes(self.variant, self.cfg, hs, ws, item["gt"][None], True, gen)
-        out = dict(item, flip=flip[0], x_ctx=crop_resize(clip, ctx, inp.size, self.norm, hs, ws, flip)[0])
+        out = dict(item, flip=flip[0], x_ctx=crop_resize_uint8(clip, ctx, inp.size, hs, ws, flip)[0])
         saliency = self.variant.saliency
         if saliency is not None and saliency != "spa":
             sal = fixed_saliency_boxes(saliency, self.cfg, hs, ws, gen)
-            out["x_sal"] = crop_resize(clip, sal, inp.size, self.norm, hs, ws, flip)[0]
+            out["x_sal"] = crop_resize_uint8(clip, sal, inp.size, hs, ws, flip)[0]
         if saliency != "spa":
             del out["clip"]  # nothing else needs the full frames: do not ship them to the main process
         return out

@@ -27,9 +27,9 @@ runs: the single-process path is unchanged, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 from asnet.config import RESUMABLE_KEYS, Config, SPAConfig, from_dict, run_shaping
 from asnet.data.clips import ClipDataset, pad_collate
-from asnet.data.crops import box_iou, crop_resize
-from asnet.device import Runtime, select_runtime, set_threads
+from asnet.data.crops import Frames, box_iou, normalise
+from asnet.device import Runtime, available_cores, configure_backends, select_runtime, set_threads
 from asnet.faults import fault_point
 from asnet.models import build_model
 from asnet.models.pretrained import load_pretrained, pretrained_path
@@ -53,6 +53,7 @@ from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
 from asnet.train import distributed as ddp
+from asnet.train.first_step import apply_memory_limit, first_step_guard
 from asnet.train.inputs import WorkerCrops, clip_to_frame, context_boxes, fixed_saliency_boxes
 from asnet.variants import Variant, get_variant
 
@@ -131,53 +132,124 @@ def stream_inputs(
 
     A batch whose crops were cut in the loader's workers (``x_ctx``: asnet.train.inputs.
     WorkerCrops) only gets SPA's saliency crop here, with the workers' flips."""
-    clips, hs, ws = batch.get("clip"), batch["height"], batch["width"]
+    hs, ws = batch["height"], batch["width"]
     inp, norm = cfg.input, cfg.normalisation()
+    # The clip batch crosses to the device once, as uint8; every crop is cut there.
+    clip = batch.get("clip")
+    frames = clip if isinstance(clip, Frames) or clip is None else Frames.of(clip, hs, ws, rt.device)
     if "x_ctx" in batch:
         flip = batch["flip"]
-        x_ctx = rt.to_input(batch["x_ctx"])
+        x_ctx = rt.to_input(normalise(batch["x_ctx"].to(rt.device, non_blocking=True), norm))
     else:
-        flip = (torch.rand(clips.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
+        flip = (torch.rand(hs.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
         ctx = context_boxes(variant, cfg, hs, ws, batch["gt"], train, gen)
-        x_ctx = rt.to_input(crop_resize(clips, ctx, inp.size, norm, hs, ws, flip))
+        x_ctx = rt.to_input(frames.crop(ctx, inp.size, norm, flip))
     if variant.saliency is None:
         return x_ctx, None, None
     if "x_sal" in batch:
-        return x_ctx, rt.to_input(batch["x_sal"]), None
+        return x_ctx, rt.to_input(normalise(batch["x_sal"].to(rt.device, non_blocking=True), norm)), None
     episode = None
     if variant.saliency == "spa":
         assert agent is not None
         was_training = model.training
         model.eval()  # the CNN is fixed while SPA plays: no BN statistics updates
         episode = run_episode(
-            model, agent, clips, hs, ws, batch["label"] if train else None, cfg.spa, inp,
+            model, agent, frames, hs, ws, batch["label"] if train else None, cfg.spa, inp,
             steps, deterministic=not train, autocast=rt.autocast, to_input=rt.to_input, norm=norm, gt=batch["gt"],
         )
-        model.train(was_training)
+        if was_training:
+            train_mode(model, cfg)
         sal = episode.final_boxes
     else:
         sal = fixed_saliency_boxes(variant.saliency, cfg, hs, ws, gen)
-    x_sal = rt.to_input(crop_resize(clips, sal, inp.size, norm, hs, ws, flip))
+    x_sal = rt.to_input(frames.crop(sal, inp.size, norm, flip))
     return x_ctx, x_sal, episode
 
 
+def train_mode(model: torch.nn.Module, cfg: Config) -> torch.nn.Module:
+    """`model` in training mode; with train.norm_eval its BatchNorm layers stay in eval mode
+    (they normalise with the running statistics and never update them)."""
+    model.train()
+    if cfg.train.norm_eval:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    return model
+
+
 def cnn_step(
-    parts: Parts, model: torch.nn.Module, rt: Runtime, x_ctx: torch.Tensor, x_sal: torch.Tensor | None, labels: torch.Tensor
+    parts: Parts, model: torch.nn.Module, rt: Runtime, x_ctx: torch.Tensor, x_sal: torch.Tensor | None,
+    labels: torch.Tensor, weight: float = 1.0, first: bool = True, last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step of the CNN (SPA fixed) on a batch; `model` may be the DDP wrapper.
-    Returns (loss, logits); logits (B, C) in fp32."""
-    with rt.autocast():
-        logits = model(x_ctx, x_sal).float()
-    loss = F.cross_entropy(logits, labels)
-    parts.optimizer.zero_grad(set_to_none=True)
-    if parts.scaler is not None:  # fp16 gradients underflow without loss scaling
-        parts.scaler.scale(loss).backward()
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        loss.backward()
-        parts.optimizer.step()
+    Returns (loss, logits); logits (B, C) in fp32.
+
+    A micro-batch of an accumulated step (train.accum_steps) backpropagates `weight` x its
+    mean loss (its share of the batch, so the gradients add up to the whole batch's mean);
+    `first` clears the gradients, `last` steps the optimizer, and DDP all-reduces only then."""
+    sync = model.no_sync() if (not last and isinstance(model, DistributedDataParallel)) else contextlib.nullcontext()
+    with sync:
+        with rt.autocast():
+            logits = model(x_ctx, x_sal).float()
+        loss = F.cross_entropy(logits, labels)
+        if first:
+            parts.optimizer.zero_grad(set_to_none=True)
+        scaled = loss * weight if weight != 1.0 else loss
+        if parts.scaler is not None:  # fp16 gradients underflow without loss scaling
+            parts.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+    if last:
+        if parts.scaler is not None:
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
+        else:
+            parts.optimizer.step()
     return loss, logits
+
+
+def train_step(
+    parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None, spa_cfg: SPAConfig,
+    variant: Variant, cfg: Config, rt: Runtime, batch: dict[str, Any], gen: torch.Generator, update_spa: bool,
+) -> dict[str, torch.Tensor]:
+    """One optimizer step on one (rank's) batch: stream inputs (SPA's episode with the CNN
+    fixed), the CNN step in train.accum_steps micro-batches, then SPA's PPO update on the
+    batch's episode (if `update_spa`). Returns sums over the batch as 0-dim float64 tensors
+    on the device (loss_sum, correct, items; spa_reward, spa_loss, spa_updates; spa_iou):
+    nothing here reads a value on the host, so the GPU is never made to wait.
+
+    The inputs and SPA's episode are made for the whole batch and only the CNN's forward and
+    backward are split: data, augmentation and episodes are those of accum_steps 1, and an
+    accumulated run differs from it only by BatchNorm's batch statistics (none with
+    train.norm_eval) and the order of float sums."""
+    x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen,
+                                          cfg.spa.train_steps)
+    labels = batch["label"].to(rt.device, non_blocking=True)
+    b = labels.shape[0]
+    zero = torch.zeros((), dtype=torch.float64, device=rt.device)
+    out = {"loss_sum": zero, "correct": zero, "items": zero + b}
+    bounds = micro_batches(b, cfg.train.accum_steps)
+    for j, (lo, hi) in enumerate(bounds):
+        xs = x_sal[lo:hi] if x_sal is not None else None
+        loss, logits = cnn_step(parts, train_model, rt, x_ctx[lo:hi], xs, labels[lo:hi], weight=(hi - lo) / b,
+                                first=j == 0, last=j == len(bounds) - 1)
+        out["loss_sum"] = out["loss_sum"] + loss.detach().double() * (hi - lo)
+        out["correct"] = out["correct"] + (logits.argmax(1) == labels[lo:hi]).sum()
+    if episode is not None and update_spa:
+        stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
+        out.update(spa_reward=stats["reward"], spa_loss=stats["loss"], spa_updates=zero + 1)
+    if episode is not None and not torch.isnan(batch["gt"]).any():  # gt: a CPU tensor of the batch
+        boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
+        out["spa_iou"] = box_iou(boxes, batch["gt"].to(rt.device, non_blocking=True)).sum().double()
+    return out
+
+
+def micro_batches(batch: int, accum_steps: int) -> list[tuple[int, int]]:
+    """[start, end) of the accum_steps micro-batches of a batch of `batch` clips (sizes as equal
+    as they can be; a batch shrunk by skipped videos may give fewer, never an empty one)."""
+    k = min(accum_steps, batch)
+    edges = [i * batch // k for i in range(k + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 @torch.no_grad()
@@ -185,18 +257,20 @@ def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, lo
     """Summed clip loss, correct clips and clip count over `loader` (fixed clips, test-time crops)."""
     parts.model.eval()
     gen = torch.Generator().manual_seed(cfg.seed)
-    total, correct, loss_sum = 0, 0, 0.0
+    # Sums stay on the device until the end (float64: the numbers Python floats would give).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
+    correct, total = torch.zeros((), dtype=torch.long, device=rt.device), 0
     for batch in loader:
         if _skipped(batch, "validation") and not batch["label"].numel():
             continue
         x_ctx, x_sal, _ = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         with rt.autocast():
             logits = parts.model(x_ctx, x_sal).float()
-        labels = batch["label"].to(rt.device)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
+        labels = batch["label"].to(rt.device, non_blocking=True)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        correct += (logits.argmax(1) == labels).sum()
         total += labels.numel()
-    return {"loss_sum": loss_sum, "correct": correct, "total": total}
+    return {"loss_sum": float(loss_sum), "correct": int(correct), "total": total}
 
 
 def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
@@ -322,8 +396,8 @@ def _restore_rank_rng(ck: dict[str, Any], cfg: Config, info: ddp.DistInfo, start
 
 
 def _threads(requested: int) -> int:
-    """Intra-op threads per process: under torchrun the machine's cores are shared by its ranks."""
-    per_rank = max(1, (os.cpu_count() or 1) // ddp.local_world_size())
+    """Intra-op threads per process: under torchrun the job's cores are shared by its ranks."""
+    per_rank = max(1, available_cores() // ddp.local_world_size())
     return per_rank if requested <= 0 else min(requested, per_rank)
 
 
@@ -348,6 +422,8 @@ def train_run(
     try:
         if info.device is not None:
             rt = dataclasses.replace(rt, device=info.device)
+        configure_backends(rt, cfg.train.deterministic)  # before the first CUDA matmul (cuBLAS workspace)
+        apply_memory_limit(cfg, rt)
         return _train(cfg, manifest_path, frames_dir, run_dir, variant_name, progress, stop_after_epoch, rt, threads, info)
     finally:
         ddp.cleanup(info)
@@ -363,6 +439,7 @@ class Loaders:
     val_loader: DataLoader
     rank_batch: int
     sampler: DistributedSampler | None
+    num_classes: int
 
 
 def _train(
@@ -394,7 +471,7 @@ def _train(
     parts = build_parts(cfg, variant, num_classes, rt)
     state_path = run_dir / "state" / "last.pt"
     start_epoch, history = _resume(parts, cfg, state_path, run_dir, rt, info)
-    data = _loaders(cfg, variant, train_df, val_df, frames_dir, info)
+    data = _loaders(cfg, variant, train_df, val_df, frames_dir, info, rt, num_classes)
     train_model, train_agent, spa_cfg = _wrap_ddp(parts, cfg, rt, info)
     live = _open_live(run_dir, history) if info.is_main else None
     sha = checkpoint.git_sha()
@@ -410,7 +487,7 @@ def _train(
 
     for epoch in range(start_epoch, cfg.train.epochs):
         metrics = _train_epoch(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, data, epoch, run_dir,
-                               progress, info)
+                               progress, info, first_epoch=start_epoch)
         history.append(metrics)
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
@@ -471,15 +548,20 @@ def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runt
 
 
 def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.DataFrame, frames_dir: Path,
-             info: ddp.DistInfo) -> Loaders:
-    """Training and validation datasets, the validation loader and (under torchrun) the sampler."""
+             info: ddp.DistInfo, rt: Runtime, num_classes: int) -> Loaders:
+    """Training and validation datasets, the validation loader and (under torchrun) the sampler.
+
+    The validation loader decodes in train.workers workers, kept alive across epochs (its
+    clips are fixed); batches land in pinned memory on CUDA, so their copy is asynchronous."""
     world, rank = info.world_size, info.rank
     crops = WorkerCrops.of(variant, cfg) if cfg.train.crop_in_workers else None
     train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed, crops=crops)
     val_ds = ClipDataset(val_df, frames_dir, cfg.input.clip_len, seed=cfg.seed + 1)
     val_ds.set_epoch(0)
+    val_opts = dict(batch_size=cfg.train.batch_size, collate_fn=pad_collate, num_workers=cfg.train.workers,
+                    persistent_workers=cfg.train.workers > 0, pin_memory=rt.device.type == "cuda")
     if not info.enabled:
-        val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
+        val_loader = DataLoader(val_ds, **val_opts)
         rank_batch, sampler = cfg.train.batch_size, None
     else:
         if len(train_ds) < world:
@@ -490,12 +572,16 @@ def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.D
             train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed * 100_003, drop_last=True
         )
         val_shard = Subset(val_ds, list(range(rank, len(val_ds), world)))
-        val_loader = DataLoader(val_shard, batch_size=cfg.train.batch_size, collate_fn=pad_collate)
-    return Loaders(train_ds, val_ds, val_loader, rank_batch, sampler)
+        val_loader = DataLoader(val_shard, **val_opts)
+    return Loaders(train_ds, val_ds, val_loader, rank_batch, sampler, num_classes)
 
 
-def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int) -> tuple[DataLoader, torch.Generator]:
-    """One epoch's training loader and the generator of its augmentation."""
+def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int, rt: Runtime) -> tuple[DataLoader, torch.Generator]:
+    """One epoch's training loader and the generator of its augmentation.
+
+    A new loader per epoch, so its workers see the epoch's `set_epoch` (persistent workers
+    would keep the dataset copy of the first epoch); batches land in pinned memory on CUDA."""
+    pin = rt.device.type == "cuda"
     train_ds, sampler, rank_batch = data.train_ds, data.sampler, data.rank_batch
     # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
     train_ds.set_epoch(epoch)
@@ -503,7 +589,7 @@ def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int) -> tuple[Da
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         loader = DataLoader(
             train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
-            collate_fn=pad_collate, num_workers=cfg.train.workers,
+            collate_fn=pad_collate, num_workers=cfg.train.workers, pin_memory=pin,
             # A last batch of one sample would break BatchNorm's training statistics.
             drop_last=len(train_ds) > cfg.train.batch_size,
         )
@@ -513,7 +599,7 @@ def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int) -> tuple[Da
         sampler.set_epoch(epoch)
         loader = DataLoader(
             train_ds, batch_size=rank_batch, sampler=sampler, generator=gen,
-            collate_fn=pad_collate, num_workers=cfg.train.workers,
+            collate_fn=pad_collate, num_workers=cfg.train.workers, pin_memory=pin,
             drop_last=len(sampler) > rank_batch,  # equal shard sizes: every rank runs as many steps
         )
     return loader, gen
@@ -532,15 +618,19 @@ def _wrap_ddp(parts: Parts, cfg: Config, rt: Runtime,
     return train_model, train_agent, spa_cfg
 
 
+EPOCH_SUMS = ("loss_sum", "correct", "items", "spa_reward", "spa_loss", "spa_updates", "spa_iou")  # train_step's
+PROGRESS_EVERY = 20  # steps between progress-bar updates of the running loss
+
+
 def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None,
                  spa_cfg: SPAConfig, variant: Variant, cfg: Config, rt: Runtime, data: Loaders, epoch: int,
-                 run_dir: Path, progress: bool, info: ddp.DistInfo) -> dict[str, float]:
+                 run_dir: Path, progress: bool, info: ddp.DistInfo, first_epoch: int = 0) -> dict[str, float]:
     """One epoch: CNN and SPA steps over the training loader, then validation and the LR
     plateau step. Returns the epoch's metrics (all-reduced under torchrun)."""
-    loader, gen = _epoch_loader(data, cfg, epoch, info.rank)
-    train_model.train()
-    sums = {"train_loss": 0.0, "train_acc": 0.0, "spa_reward": 0.0, "spa_loss": 0.0, "spa_iou": 0.0}
-    n_items = n_spa = n_skipped = 0
+    loader, gen = _epoch_loader(data, cfg, epoch, info.rank, rt)
+    train_mode(train_model, cfg)
+    acc = {k: torch.zeros((), dtype=torch.float64, device=rt.device) for k in EPOCH_SUMS}
+    n_skipped = 0
     bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
                disable=not (progress and info.is_main), leave=False)
     for it, batch in enumerate(bar):
@@ -548,22 +638,18 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         n_skipped += _skipped(batch, f"epoch {epoch}")
         if not batch["label"].numel():
             continue
-        x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen, cfg.spa.train_steps)
-        labels = batch["label"].to(rt.device)
-        loss, logits = cnn_step(parts, train_model, rt, x_ctx, x_sal, labels)
-        b = labels.numel()
-        sums["train_loss"] += loss.item() * b
-        sums["train_acc"] += float((logits.argmax(1) == labels).sum())
-        n_items += b
-        if episode is not None and it % cfg.spa.update_every == 0:
-            stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
-            sums["spa_reward"] += stats["reward"]
-            sums["spa_loss"] += stats["loss"]
-            n_spa += 1
-        if episode is not None and not torch.isnan(batch["gt"]).any():
-            boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
-            sums["spa_iou"] += float(box_iou(boxes, batch["gt"]).sum())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        with first_step_guard(cfg, variant, data.num_classes, rt, run_dir, active=it == 0 and epoch == first_epoch):
+            step = train_step(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, batch, gen,
+                              update_spa=it % cfg.spa.update_every == 0)
+        for k, v in step.items():
+            acc[k] += v
+        if bar.disable is False and it % PROGRESS_EVERY == 0:  # a host read: not every step
+            bar.set_postfix(loss=f"{float(acc['loss_sum'] / acc['items']):.3f}")
+    # One read of the epoch's sums (the steps never waited for the GPU).
+    values = {k: float(v) for k, v in acc.items()}
+    n_items, n_spa = int(values.pop("items")), int(values.pop("spa_updates"))
+    sums = {"train_loss": values["loss_sum"], "train_acc": values["correct"], "spa_reward": values["spa_reward"],
+            "spa_loss": values["spa_loss"], "spa_iou": values["spa_iou"]}
     if info.enabled:  # metrics over all ranks: sums and counts, then the same ratios everywhere
         total = ddp.all_reduce_sums({**sums, "n_items": n_items, "n_spa": n_spa, "n_skipped": n_skipped}, info)
         n_items, n_spa, n_skipped = int(total.pop("n_items")), int(total.pop("n_spa")), int(total.pop("n_skipped"))

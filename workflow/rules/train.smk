@@ -12,8 +12,9 @@ TRAIN_GPUS = 0 if CFG.device == "cpu" else TRAIN_NPROC
 # threads: `train.threads` of the preset per process (the CPU preset trains small models,
 # where one thread per run and several runs side by side use the cores best), or, when it
 # is 0, all cores given to Snakemake: one run at a time uses the whole machine (on a
-# cluster: the profile's `cores`). The package caps torch threads at the real core count
-# (shared by the torchrun processes), so --cores 8 on 2 cores is safe.
+# cluster: the profile's `cores`). The package caps torch threads at the cores the job may
+# use (its affinity mask: SLURM's --cpus-per-task, taskset; shared by the torchrun
+# processes), so --cores 8 on 2 cores is safe.
 rule train:
     input:
         stage_inputs("train"),
