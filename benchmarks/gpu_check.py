@@ -3,11 +3,13 @@
 
 What it measures (ResNeXt-101 w64 from scratch, 16 x 112 x 112 clips cut from 256 x 340 uint8
 frames, batch 32, SPA spa.train_steps = 10: the `paper` preset), each case timed through the
-package's own step (benchmarks/train_step.py's `train_step`: `stream_inputs`, `cnn_step`,
-`ppo_update`, with the loop's syncs):
+package's own step: `asnet.train.loop.train_step` (`stream_inputs`, `cnn_step`, `ppo_update`,
+the loop's sums kept on the device), or, in a package without it, benchmarks/train_step.py's
+copy of the loop body with its loss / accuracy syncs:
 
   single_16f        single-stream step, the package's CUDA defaults (fp16 autocast +
-                    GradScaler, channels_last_3d; cudnn.benchmark as torch leaves it: off)
+                    GradScaler, channels_last_3d, cudnn.benchmark on: train_run's
+                    configure_backends)
   asnet_16f         ASNet step (context crop, SPA episode, saliency crop, two-stream CNN step,
                     PPO update) with the same runtime, and its share spent outside the model
   single_64f        single-stream step at 64 frames (the `paper64` preset), for memory
@@ -29,13 +31,13 @@ Share outside the model. The ASNet step is timed whole (`full`), and so is a rep
 model work alone (`model_only`) on crops made beforehand: the same network calls with the
 same shapes and runtime as the episode and the step make (scene feature map, spa.train_steps
 + 1 patch embeddings with their head evaluations and agent forwards, under no_grad in eval
-mode; then `cnn_step` on stored x_ctx / x_sal, the loop's loss / accuracy syncs, and
-`ppo_update` on a stored episode). Outside = (full - model_only) / full: the crops, the
+mode; then `cnn_step` on stored x_ctx / x_sal (with the loss / accuracy syncs where the
+step timed has them) and `ppo_update` on a stored episode). Outside = (full - model_only) / full: the crops, the
 host-device copies, the box arithmetic and every stall the crops' syncs leave on the GPU.
 The two are timed interleaved (alternating order) with `torch.cuda.synchronize()` only
 before and after each timed step, so the GPU queue inside a step runs as it does in training.
-Finer per-phase times inside the full step come from the host clock at the phases'
-boundaries (recorded as `phases_s`; the loss sync ends the cnn_step phase).
+With the benchmarks/train_step.py step, per-phase host-clock times are recorded too
+(`phases_s`); the loop's step has no syncs between its phases, so none are taken there.
 
 Budget: `--budget-s` (default 480 s) covers the whole process. Cases run in order of
 importance; one whose estimated cost (its FLOPs at the seconds per FLOP measured so far)
@@ -76,14 +78,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 import train_step as ts  # noqa: E402  (benchmarks/train_step.py: the step, the batches, the FLOPs)
+
 from asnet.config import Config, load_config, with_overrides  # noqa: E402
 from asnet.device import Runtime, select_runtime, set_threads  # noqa: E402
 from asnet.report.flops import spa_clip_shape  # noqa: E402
 from asnet.spa.rollout import Episode, ppo_update  # noqa: E402
+from asnet.train import loop as _loop  # noqa: E402
 from asnet.train.loop import Parts, build_parts, cnn_step, stream_inputs  # noqa: E402
 from asnet.variants import get_variant  # noqa: E402
+
+# The training loop's own step where the package has one (it reads nothing on the host, as the
+# loop runs it); else benchmarks/train_step.py's copy of the loop body, with its metric syncs.
+LOOP_STEP: Callable[..., Any] | None = getattr(_loop, "train_step", None)
+TRAIN_MODE: Callable[..., Any] = getattr(_loop, "train_mode", lambda model, cfg: model.train())
 
 # Dense fp16 / bf16 tensor-core peaks (TFLOP/s, no sparsity), matched in order against
 # torch.cuda.get_device_name(): the more specific names first.
@@ -122,7 +130,9 @@ class Case:
         return (self.variant, self.long, self.amp, self.channels_last, self.cudnn_benchmark)
 
 
-BASE = dict(amp="fp16", channels_last=True, cudnn_benchmark=False)  # what the package runs on CUDA today
+# What a training run uses on CUDA today: select_runtime's fp16 autocast and channels_last_3d,
+# and configure_backends(rt, deterministic=False)'s cudnn.benchmark.
+BASE = dict(amp="fp16", channels_last=True, cudnn_benchmark=True)
 
 
 def planned_cases() -> list[Case]:
@@ -133,9 +143,9 @@ def planned_cases() -> list[Case]:
         Case("single_64f", "single", True, **BASE),
     ]
     # The rest of the single-stream factorial: one change from the defaults first.
-    for amp, cl, bench in (("fp16", True, True), ("fp16", False, False), ("bf16", True, False),
-                           ("fp16", False, True), ("bf16", True, True), ("bf16", False, False),
-                           ("bf16", False, True)):
+    for amp, cl, bench in (("fp16", True, False), ("fp16", False, True), ("bf16", True, True),
+                           ("fp16", False, False), ("bf16", True, False), ("bf16", False, True),
+                           ("bf16", False, False)):
         cases.append(Case(factorial_name(amp, cl, bench), "single", False, amp, cl, bench))
     return cases
 
@@ -218,6 +228,7 @@ class Checker:
         self.threads = set_threads(self.cfg16.train.threads)
         self.batches: dict[bool, dict[str, Any]] = {}
         self.plan_cache: dict[tuple, dict[str, Any]] = {}
+        self.extra_cases: list[Case] = []  # asnet_16f_best, when it runs
         self.sec_per_gflop: float | None = None  # step seconds per GFLOP measured so far
         self.build_s = 0.0  # the last build_parts' time
         self.doc: dict[str, Any] = {"environment": environment(self.device), "settings": {}, "cases": {},
@@ -308,8 +319,14 @@ class Checker:
         phases: dict[str, float] = {}
 
         def full() -> None:
-            ts.train_step(parts, variant, cfg, rt, batch, gen, counter[0], phases)
+            if LOOP_STEP is not None:
+                LOOP_STEP(parts, parts.model, parts.agent, cfg.spa, variant, cfg, rt, batch, gen,
+                          update_spa=counter[0] % cfg.spa.update_every == 0)
+            else:
+                ts.train_step(parts, variant, cfg, rt, batch, gen, counter[0], phases)
             counter[0] += 1
+
+        TRAIN_MODE(parts.model, cfg)  # as the loop sets it once per epoch
 
         row: dict[str, Any] = {
             "config": {"variant": case.variant, "clip_len": cfg.input.clip_len, "size": cfg.input.size,
@@ -317,6 +334,7 @@ class Checker:
                        "cudnn_benchmark": case.cudnn_benchmark, "amp_dtype": str(rt.amp_dtype),
                        "grad_scaler": parts.scaler is not None},
             "build_s": self.build_s,
+            "step": "asnet.train.loop.train_step" if LOOP_STEP is not None else "benchmarks/train_step.py:train_step",
         }
         static = torch.cuda.memory_allocated(self.device) if self.cuda else None
         t0 = time.monotonic()
@@ -332,7 +350,7 @@ class Checker:
         row["times_s"] = [self.timed(full)]
         row["max_memory_allocated"] = torch.cuda.max_memory_allocated(self.device) if self.cuda else None
         row["memory_allocated_before_step"] = static
-        row["phases_s"] = [dict(phases)]
+        row["phases_s"] = [dict(phases)] if phases else []
 
         replica = self.model_only(parts, variant, cfg, rt, batch, gen) if case.variant == "asnet" else None
         if replica is not None:
@@ -353,7 +371,8 @@ class Checker:
                 dt = self.timed(fn)
                 if fn is full:
                     row["times_s"].append(dt)
-                    row["phases_s"].append(dict(phases))
+                    if phases:
+                        row["phases_s"].append(dict(phases))
                 else:
                     row["model_only_times_s"].append(dt)
         if replica is not None and not row["model_only_times_s"]:
@@ -367,7 +386,8 @@ class Checker:
                    achieved_tflops=gflop / med / 1e3)
         peak = self.doc["environment"]["peak_tflops"]
         row["mfu"] = (gflop / med / 1e3) / peak if isinstance(peak, (int, float)) else None
-        row["phases_median_s"] = {k: statistics.median(p[k] for p in row["phases_s"]) for k in row["phases_s"][0]}
+        if row["phases_s"]:
+            row["phases_median_s"] = {k: statistics.median(p[k] for p in row["phases_s"]) for k in row["phases_s"][0]}
         if replica is not None:
             mo = statistics.median(row["model_only_times_s"])
             row["model_only_median_s"] = mo
@@ -378,15 +398,9 @@ class Checker:
         else:  # keep the slowest rate seen, so that estimates do not run over the budget
             self.sec_per_gflop = max(self.sec_per_gflop, med / gflop)
 
-        del parts, replica
-        if self.cuda:
-            torch.cuda.empty_cache()
-        plan = self.plan(cfg, case) if self.budget.left() > 0 else {
-            "plan_prediction": None, "plan_reason": "not run: budget spent"}
-        row.update(plan)
-        meas = row["max_memory_allocated"]
-        pred = row["plan_prediction"]
-        row["plan_ratio"] = pred / meas if pred and meas else None
+        # parts and the closures holding them go with this frame; try_case then empties the cache.
+        # asnet plan's prediction comes after all measurements (see add_plans): it is CPU work.
+        row.update(plan_prediction=None, plan_reason="not run: budget spent", plan_ratio=None)
         return row
 
     def timed(self, fn: Callable[[], None]) -> float:
@@ -401,7 +415,7 @@ class Checker:
                    gen: torch.Generator) -> Callable[[], None]:
         """The ASNet step's network work alone, on inputs made once here (see the module docstring)."""
         assert parts.agent is not None and parts.agent_optimizer is not None
-        parts.model.train()
+        TRAIN_MODE(parts.model, cfg)
         x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen,
                                               cfg.spa.train_steps)
         assert x_sal is not None and episode is not None
@@ -430,13 +444,14 @@ class Checker:
                     if state.shape[1] != state_len:  # spa.state=spatial: its extra cells cost nothing here
                         state = F.pad(state, (0, state_len - state.shape[1]))
                     agent.act(state, False)
-            model.train()
+            TRAIN_MODE(model, cfg)
 
         def step() -> None:
             spa_forwards()
             loss, logits = cnn_step(parts, model, rt, x_ctx, x_sal, labels)
-            loss.item()  # the syncs train_step makes after the CNN step
-            float((logits.argmax(1) == labels).sum())
+            if LOOP_STEP is None:  # the syncs benchmarks/train_step.py makes after the CNN step
+                loss.item()
+                float((logits.argmax(1) == labels).sum())
             ppo_update(agent, parts.agent_optimizer, _episode_copy(episode), cfg.spa, gen)
 
         return step
@@ -452,13 +467,33 @@ class Checker:
         if best is not None and (wanted is None or "asnet_16f_best" in wanted):
             b = Case("asnet_16f_best", "asnet", False, best["amp"], best["channels_last"], best["cudnn_benchmark"])
             if b.key() != Case("", "asnet", False, **BASE).key():
+                self.extra_cases.append(b)
                 self.try_case(b)
             else:
                 self.doc["skipped"]["asnet_16f_best"] = "the fastest single_16f combination is the default: asnet_16f"
+        self.add_plans(cases)
         self.derive()
         self.doc["elapsed_s"] = self.budget.elapsed()
         self.write()
         return self.doc
+
+    def add_plans(self, cases: list[Case]) -> None:
+        """asnet plan's prediction for every measured case, in the cases' order, while the
+        budget lasts (a call costs about what the slowest one so far did; bf16 / fp16 and the
+        memory formats share nothing, so each key is its own call)."""
+        slowest = 0.0
+        for case in cases + [c for c in self.extra_cases]:
+            row = self.doc["cases"].get(case.name)
+            if row is None or "error" in row:
+                continue
+            key = (case.variant, case.long, case.amp, case.channels_last)
+            if key not in self.plan_cache and self.budget.left() < slowest:
+                continue
+            plan = self.plan(self.config(case), case)
+            slowest = max(slowest, plan.get("plan_s", 0.0))
+            meas, pred = row["max_memory_allocated"], plan["plan_prediction"]
+            row.update(plan, plan_ratio=pred / meas if pred and meas else None)
+            self.write()
 
     def try_case(self, case: Case) -> None:
         if self.device.type == "cpu" and case.amp == "bf16" and case.channels_last:
