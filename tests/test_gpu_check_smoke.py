@@ -1,11 +1,15 @@
-"""benchmarks/gpu_check.py runs end to end on the CPU at tiny sizes and writes every case."""
+"""benchmarks/gpu_check.py runs end to end on the CPU at tiny sizes and writes every case,
+with nothing importable but what a bare CUDA PyTorch image has and benchmarks/gpu_wheels.txt adds."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,14 +19,48 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_check  # noqa: E402
 
 
+IMAGE = ("torch", "numpy", "pandas", "pyyaml")  # what the GPU machine's image is taken to hold
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def bare_site(where: Path) -> Path:
+    """A folder holding only the image's packages, the listed wheels and what they require
+    (links to this interpreter's installed files): with `python -S` and PYTHONPATH on it, every
+    other package is missing, as on that machine (optional imports take their fallbacks)."""
+    wheels = [ln.split("==")[0] for ln in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines()
+              if ln.strip() and not ln.startswith("#")]
+    todo, seen = [*IMAGE, *wheels], set()
+    site = where / "bare_site"
+    site.mkdir()
+    while todo:
+        name = _norm(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement of another platform (CUDA libraries) or Python version
+        todo += [re.split(r"[<>=!~\[; (]", r, maxsplit=1)[0] for r in dist.requires or [] if "extra ==" not in r]
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "bin")}:
+            src, dst = Path(dist.locate_file(top)), site / top
+            if src.exists() and not dst.exists():
+                dst.symlink_to(src)
+    return site
+
+
 def _number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def test_gpu_check_smoke(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
-    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(bare_site(tmp_path))}  # -S: no site-packages, no editable install
+    cmd = [sys.executable, "-S", str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     names = [c.name for c in gpu_check.planned_cases()] + ["asnet_16f_best"]
