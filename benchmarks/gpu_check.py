@@ -44,9 +44,13 @@ importance; one whose estimated cost (its FLOPs at the seconds per FLOP measured
 does not fit is recorded as skipped, and the JSON file is rewritten after every case, so a
 run killed from outside still leaves what it measured.
 
-Inputs are in-memory synthetic uint8 batches shaped like `pad_collate`'s output; nothing
-reads a file, and the imports are those of the package's training step (torch, numpy,
-pandas, PyYAML, plus the wheels in benchmarks/gpu_wheels.txt).
+Inputs are in-memory synthetic uint8 batches shaped like `pad_collate`'s output (pinned on
+CUDA, as the training loader's are); nothing reads a file. Every crop is cut in the step
+(the paper preset's train.crop_in_workers cuts the context crop in the loader's workers
+instead: one of the ASNet step's 2 + spa.train_steps + 2 crops, so the measured share outside
+the model is, if anything, a little above a real run's). The imports are those of the
+package's training step: torch, numpy, pandas, PyYAML and the wheels of
+benchmarks/gpu_wheels.txt.
 
   python benchmarks/gpu_check.py --out gpu_check.json            # on a GPU machine
   python benchmarks/gpu_check.py --device cpu --smoke --out x.json  # tiny sizes, CPU (tests)
@@ -113,6 +117,7 @@ GOALS = {
     "plan_within": 0.15,  # asnet plan's peak within 15% of max_memory_allocated
 }
 NUM_CLASSES = 101  # UCF-101's, the paper's main set
+OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def base_overrides(args: argparse.Namespace, long: bool) -> list[str]:
     """The paper preset (paper64 for the long clips) from scratch (no pretrained file), or its
     tiny stand-in for --smoke; the command line's --batch and --set last."""
-    ov = ["preset=paper64" if long else "preset=paper", "model.pretrained=null", "model.pretrained_dir=null"]
+    ov = ["preset=paper64" if long else "preset=paper", "model.pretrained=null", "model.pretrained_dir=null",
+          f"device={args.device}"]
     if args.smoke:
         ov += ["model.arch=resnet", "model.depth=10", "model.width=8", "input.size=32", "train.batch_size=2",
                f"input.clip_len={8 if long else 4}", "spa.train_steps=2", "spa.init_box=24", "spa.min_side=12",
@@ -226,10 +232,17 @@ class Checker:
         self.cfg64 = load_config(None, base_overrides(args, long=True))
         self.configs: dict[tuple, Config] = {}
         self.threads = set_threads(self.cfg16.train.threads)
+        if self.cuda:  # the context, cuBLAS and cuDNN start here, not in the first case's warm-up
+            conv = torch.nn.Conv3d(3, 8, 3).to(self.device)
+            with torch.autocast("cuda", dtype=torch.float16):
+                conv(torch.randn(1, 3, 4, 8, 8, device=self.device)).float().sum().backward()
+            torch.cuda.synchronize(self.device)
         self.batches: dict[bool, dict[str, Any]] = {}
         self.plan_cache: dict[tuple, dict[str, Any]] = {}
         self.extra_cases: list[Case] = []  # asnet_16f_best, when it runs
+        self.flops: dict[tuple[int, int], dict[str, float]] = {}
         self.sec_per_gflop: float | None = None  # step seconds per GFLOP measured so far
+        self.warm_s_per_gflop = 0.0  # warm-up seconds (cuDNN autotuning included) per step GFLOP
         self.build_s = 0.0  # the last build_parts' time
         self.doc: dict[str, Any] = {"environment": environment(self.device), "settings": {}, "cases": {},
                                     "skipped": {}, "derived": {}, "recommendations": None, "goals": GOALS}
@@ -260,7 +273,10 @@ class Checker:
         if long not in self.batches:
             self.batches.clear()  # one clip length at a time in host memory
             h, w = self.frame
-            self.batches[long] = ts.synthetic_batch(cfg.train.batch_size, cfg.input.clip_len, h, w, NUM_CLASSES)
+            batch = ts.synthetic_batch(cfg.train.batch_size, cfg.input.clip_len, h, w, NUM_CLASSES)
+            if self.cuda:  # the training loader pins its batches on CUDA (asynchronous copies)
+                batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            self.batches[long] = batch
         return self.batches[long]
 
     def sync(self) -> None:
@@ -268,16 +284,21 @@ class Checker:
             torch.cuda.synchronize(self.device)
 
     def gflop_per_step(self, cfg: Config, variant: str) -> float:
-        flops = ts.flops_per_clip(cfg, NUM_CLASSES)
+        key = (cfg.input.clip_len, cfg.train.batch_size)  # precision and memory format change no FLOP
+        if key not in self.flops:
+            self.flops[key] = ts.flops_per_clip(cfg, NUM_CLASSES)
+        flops = self.flops[key]
         return flops["train_asnet" if variant == "asnet" else "train_single"] * cfg.train.batch_size / 1e9
 
     def estimate_s(self, cfg: Config, case: Case) -> float:
         """Seconds the case needs at least: a build plus its warm-up and minimum timed steps."""
         if self.sec_per_gflop is None:
             return 0.0
-        step = self.sec_per_gflop * self.gflop_per_step(cfg, case.variant)
+        gflop = self.gflop_per_step(cfg, case.variant)
+        step = self.sec_per_gflop * gflop
         per_repeat = step * (2 if case.variant == "asnet" else 1)  # the model-only replica too
-        return self.build_s + self.warmup * step + self.min_repeats * per_repeat
+        warm = max(self.warmup * step, self.warm_s_per_gflop * gflop)
+        return self.build_s + warm + (1 + self.min_repeats) * per_repeat
 
     def plan(self, cfg: Config, case: Case) -> dict[str, Any]:
         """`asnet plan`'s predicted peak bytes of one step, or null with the reason."""
@@ -393,10 +414,10 @@ class Checker:
             row["model_only_median_s"] = mo
             row["outside_model_s"] = med - mo
             row["outside_model_share"] = max(0.0, med - mo) / med
-        if self.sec_per_gflop is None or case.key() == Case("", "single", False, **BASE).key():
-            self.sec_per_gflop = med / gflop
-        else:  # keep the slowest rate seen, so that estimates do not run over the budget
-            self.sec_per_gflop = max(self.sec_per_gflop, med / gflop)
+        # The slowest step rate seen, so that estimates do not run over the budget; the last
+        # warm-up's (cuDNN autotunes anew for each precision and memory format).
+        self.sec_per_gflop = max(self.sec_per_gflop or 0.0, med / gflop)
+        self.warm_s_per_gflop = row["warmup_s"] / gflop
 
         # parts and the closures holding them go with this frame; try_case then empties the cache.
         # asnet plan's prediction comes after all measurements (see add_plans): it is CPU work.
@@ -511,7 +532,7 @@ class Checker:
         print(f"[{self.budget.elapsed():6.1f} s] {case.name} ...", flush=True)
         try:
             row = self.run_case(case)
-        except torch.OutOfMemoryError as exc:
+        except OOM as exc:
             row = {"config": dataclasses.asdict(case), "error": f"out of memory: {str(exc)[:400]}",
                    "max_memory_allocated": torch.cuda.max_memory_allocated(self.device) if self.cuda else None}
         except Exception as exc:  # one broken case must not lose the others' numbers

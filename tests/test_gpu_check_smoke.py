@@ -18,7 +18,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gpu_check  # noqa: E402
 
-
 IMAGE = ("torch", "numpy", "pandas", "pyyaml")  # what the GPU machine's image is taken to hold
 
 
