@@ -370,7 +370,7 @@ class Checker:
             torch.cuda.reset_peak_memory_stats(self.device)
         row["times_s"] = [self.timed(full)]
         row["max_memory_allocated"] = torch.cuda.max_memory_allocated(self.device) if self.cuda else None
-        row["memory_allocated_before_step"] = static
+        row["memory_allocated_after_build"] = static  # weights only: no gradients or optimizer state yet
         row["phases_s"] = [dict(phases)] if phases else []
 
         replica = self.model_only(parts, variant, cfg, rt, batch, gen) if case.variant == "asnet" else None
