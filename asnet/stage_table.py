@@ -18,6 +18,9 @@ import pandas as pd
 
 from asnet import stages
 from asnet.config import Config, resolved_yaml
+from asnet.plan.gpus import DEFAULT_GPU, GPU_CLASSES
+from asnet.plan.jobs import TARGETS as PLAN_TARGETS
+from asnet.plan.table import show as show_plan
 from asnet.report.html import PAGES
 
 REQUIRED = object()  # an Arg without a default must be given
@@ -143,6 +146,14 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("runtime", stages.runtime, "Snakemake's benchmark files under results/benchmarks/ summed per stage: "
           "results/runtime.csv", (_out("runtime.csv", "out_csv"),), rules=("runtime",), progress=False,
           uses_config=False, show=_table),
+    Stage("plan", stages.plan, "what each training and evaluation job of a target costs on a GPU before it runs "
+          "(peak memory on fake tensors, FLOPs, steps, hours, the GPUs it fits): results/plan.csv",
+          (_out("plan.csv", "out_csv"),
+           Arg("target", default="table6", choices=PLAN_TARGETS, help="the target whose jobs are planned"),
+           Arg("gpu", default=DEFAULT_GPU, choices=tuple(GPU_CLASSES), help="GPU class of the hours column"),
+           Arg("measure", action="store_true", default=False,
+               help="time 20 real steps of each case on this machine's device instead of the assumed TFLOP/s")),
+          rules=("plan",), progress=False, show=show_plan),
     Stage("config", resolved_yaml, "print the resolved configuration (preset + config file + --set) "
           "as a config file: every key a run sees", progress=False, show=lambda text: text.rstrip("\n")),
     Stage("manifest", stages.split_manifest, "build one split's manifest CSV from official split lists",

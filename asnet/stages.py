@@ -770,3 +770,14 @@ def runtime(out_csv: Path = Path("results/runtime.csv")) -> pd.DataFrame:
     from asnet.report.runtime import write_runtime
 
     return write_runtime(out_csv)
+
+
+def plan(cfg: Config, out_csv: Path = Path("results/plan.csv"), target: str = "table6", gpu: str = "a100-40",
+         measure: bool = False) -> pd.DataFrame:
+    """results/plan.csv: what every training and evaluation job of `target` costs on a GPU
+    (peak memory of one step measured on fake tensors, FLOPs, steps, GPU hours on `gpu`,
+    the memory classes it fits); `measure` times real steps on this machine's device
+    instead of assuming a rate (asnet.plan)."""
+    from asnet.plan.table import plan as make_plan
+
+    return make_plan(cfg, target, gpu, measure, out_csv=out_csv)

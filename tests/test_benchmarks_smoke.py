@@ -33,3 +33,18 @@ def test_train_step_benchmark_smoke(tmp_path: Path) -> None:
 def test_train_step_benchmark_help() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--depth" in proc.stdout and "--repeats" in proc.stdout
+
+
+def test_plan_memory_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/plan_memory.py at its tiniest: one ratio line per case, and the prediction
+    within 15% of the real step's live peak (LiveBytes on real tensors)."""
+    script = REPO / "benchmarks" / "plan_memory.py"
+    out_json = tmp_path / "plan_memory.json"
+    cmd = [sys.executable, str(script), "--width", "8", "--size", "32", "--batch", "2", "--frames", "4",
+           "--frame", "40", "54", "--train-steps", "2", "--classes", "3", "--json", str(out_json)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sum(line.startswith("ratio ") for line in proc.stdout.splitlines()) == 2, proc.stdout
+    res = json.loads(out_json.read_text())
+    assert set(res) == {"single_4f", "asnet_4f"}
+    assert all(0.85 <= r["ratio_live"] <= 1.15 for r in res.values()), res
