@@ -20,7 +20,7 @@ copy of the loop body with its loss / accuracy syncs:
 
 Per case: step time (median and min of the timed repeats), clips/s, `max_memory_allocated`
 of one steady-state step (CUDA; null on the CPU) against `asnet.plan.step_peak_bytes`'s
-prediction (null, with the reason, while asnet/plan.py does not exist), and the model FLOP
+prediction (null, with the reason, in a package without asnet.plan), and the model FLOP
 utilisation (FLOPs per clip from asnet.report.flops.model_cost, the project's own count:
 training = 3 forwards per stream + SPA's episode; peak from a table of GPU names, "unknown"
 otherwise). Derived: the ASNet / single-stream time ratio against their FLOP ratio, and a
