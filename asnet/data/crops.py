@@ -255,14 +255,24 @@ def normalise(pixels: Tensor, norm: Normalisation) -> Tensor:
     return _normalise_(pixels.float() if pixels.dtype != torch.float32 else pixels.clone(), norm)
 
 
+_AFFINE: dict[tuple[Normalisation, str, int], tuple[Tensor, Tensor]] = {}
+
+
 def _normalise_(x: Tensor, norm: Normalisation) -> Tensor:
     """Normalise float32 grey levels (B, 3, ...) in place: no temporaries of the batch's size."""
-    # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the pixels.
-    to_pixels = 255.0 / norm.value_scale
-    shape = (1, 3) + (1,) * (x.dim() - 2)
-    m = torch.tensor(norm.mean, dtype=torch.float32).view(shape) * to_pixels
-    s = torch.tensor(norm.std, dtype=torch.float32).view(shape) * to_pixels
-    return x.sub_(m.to(x.device, non_blocking=True)).div_(s.to(x.device, non_blocking=True))
+    key = (norm, str(x.device), x.dim())
+    if key not in _AFFINE or torch._subclasses.fake_tensor.is_fake(x):
+        # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the pixels.
+        to_pixels = 255.0 / norm.value_scale
+        shape = (1, 3) + (1,) * (x.dim() - 2)
+        m = torch.tensor(norm.mean, dtype=torch.float32).view(shape) * to_pixels
+        s = torch.tensor(norm.std, dtype=torch.float32).view(shape) * to_pixels
+        pair = (m.to(x.device, non_blocking=True), s.to(x.device, non_blocking=True))
+        if torch._subclasses.fake_tensor.is_fake(x):
+            return x.sub_(pair[0]).div_(pair[1])
+        _AFFINE[key] = pair  # one copy per device: not two small host-to-device copies per crop
+    m, s = _AFFINE[key]
+    return x.sub_(m).div_(s)
 
 
 def crop_resize(
