@@ -118,11 +118,13 @@ def _set_rate(row: dict[str, Any], rate: float) -> None:
 
 
 NOTES = (
-    "peak_gib: the measured peak of one step on fake tensors (asnet.plan.step; the 2nd of two training steps: "
-    "weights, gradients, SGD momentum, saved activations, SPA episode and PPO step); not included: the CUDA "
-    "context (~0.3-0.5 GiB), cuDNN workspace, allocator fragmentation.",
-    "fit_<N>g: ok = fits in N GiB as configured; xK = fits with train.nproc_per_node x train.accum_steps = K "
-    "(micro-batch batch/K); no = not even one clip fits. Evaluation batches are one video's views.",
+    "peak_gib: the measured peak of one step of the training loop (asnet.train.loop.train_step) on fake tensors "
+    "(asnet.plan.step; the 2nd of two steps: weights, gradients, optimizer state, the clip batch and its crops, "
+    "SPA's episode, saved activations, PPO update); not included: the CUDA context (~0.3-0.5 GiB), cuDNN "
+    "workspace, allocator fragmentation.",
+    "fit_<N>g: ok = fits in N GiB as configured; xK = fits with train.accum_steps = K (measured; "
+    "train.nproc_per_node = K, one GPU each, needs no more); no = not even one clip fits. Evaluation batches "
+    "are one video's clips (a mean-length video until the frames are extracted).",
     "gflop_step: torch's FLOPs (2 per multiply-add) per optimizer step (training: 3x forward per stream plus "
     "SPA's episode, asnet.report.flops.model_cost) or per test video (evaluation); gpu_h adds each epoch's "
     "validation forwards.",
