@@ -142,8 +142,10 @@ def synthetic_batch(b: int, t: int, h: int, w: int, classes: int, seed: int = 0)
 
 
 # ---------------------------------------------------------------------------------------------
-# The steps. Bodies follow asnet/train/loop.py:train_run and asnet/train/evaluate.py:evaluate_run
-# line by line; only the metric bookkeeping that writes to logs is dropped (its syncs are kept).
+# The steps. Bodies follow asnet/train/loop.py:train_step and asnet/train/evaluate.py:evaluate_run,
+# split into timed phases; the loss is read on the host here (the loop keeps its sums on the
+# device), which costs nothing on the CPU these cases are meant for. On a GPU,
+# benchmarks/gpu_check.py times the loop's own train_step.
 
 
 def train_step(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, batch: dict[str, Any],

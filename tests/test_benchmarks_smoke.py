@@ -48,3 +48,14 @@ def test_plan_memory_benchmark_smoke(tmp_path: Path) -> None:
     res = json.loads(out_json.read_text())
     assert set(res) == {"single_4f", "asnet_4f"}
     assert all(0.85 <= r["ratio_live"] <= 1.15 for r in res.values()), res
+
+
+def test_crops_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/crops.py times both crop methods and writes their ratio."""
+    out_json = tmp_path / "crops.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "crops.py"), "--batch", "2", "--clip-len", "2",
+           "--frame", "20", "30", "--size", "8", "--repeats", "1", "--json", str(out_json)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out_json.read_text())
+    assert set(res["s_per_batch"]) == {"window", "matrix"} and res["matrix_over_window"] > 0

@@ -7,7 +7,7 @@ test), fixed boxes (centre, corners, random, full frame) and SPA's boxes all go 
 pixels produced by one piece of code. Its arithmetic is chosen per device
 (`default_crop_method`): on a GPU one batched matrix product per axis that reads nothing on
 the host; on the CPU each box's window resized by torch's uint8 kernel (`crop_resize_uint8`,
-also the DataLoader workers' crop), 5-25x faster there. They agree to the rounding to whole
+also the DataLoader workers' crop), 4-50x faster there (benchmarks/crops.py). They agree to the rounding to whole
 grey levels (at most 1).
 """
 
@@ -186,7 +186,8 @@ def default_crop_method(device: torch.device) -> str:
     """How crops are computed on `device`: "matrix" (batched products, no host reads) on an
     accelerator, where a host read of a box would make the GPU wait; "window" (each box's
     pixel window, torch's uint8 resize kernel) on the CPU, where nothing waits and that
-    kernel is 5-25x faster. The two differ by the rounding to whole grey levels."""
+    kernel is 4x (default preset) to 50x (paper sizes) faster there (benchmarks/crops.py). The
+    two differ by the rounding to whole grey levels."""
     return "window" if device.type == "cpu" else "matrix"
 
 
@@ -297,7 +298,7 @@ def crop_resize_uint8(
     torch's uint8 bilinear kernel (antialiased when shrinking), optionally mirrored.
     -> uint8 (B, 3, T, size, size), normalised later on the device (`normalise`).
 
-    On the CPU the uint8 kernel is 5-25x faster than `Frames.crop`'s matrix products, and a
+    On the CPU the uint8 kernel is 4-50x faster than the matrix products (benchmarks/crops.py), and a
     worker's crop is what limits the loader (benchmarks/loader.py). It differs from
     `Frames.crop` by the rounding to whole grey levels (at most 1, 0.27 on average).
     """

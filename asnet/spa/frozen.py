@@ -62,7 +62,8 @@ def train_frozen(
                          cfg.spa.train_steps, deterministic=False, autocast=rt.autocast, to_input=rt.to_input,
                          norm=cfg.normalisation(), gt=b["gt"])
         history.append(ppo_update(agent, optimizer, ep, cfg.spa, generator))
-    return history
+    # Read once at the end: the updates never waited for the device.
+    return [{k: float(v) for k, v in h.items()} for h in history]
 
 
 @torch.no_grad()
