@@ -195,7 +195,12 @@ def test_worker_crops_match_the_main_process_crop_and_ignore_worker_count(tmp_pa
     for a, b in zip(epoch(0), epoch(2), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in ("x_ctx", "x_sal", "flip", "label"))
     spa = ClipDataset(m, tmp_path, clip_len=4, seed=5, crops=WorkerCrops.of(get_variant("asnet"), cfg))
-    assert "clip" in spa[0] and "x_sal" not in spa[0]  # SPA crops the full clip in the main process
+    spa.set_epoch(2)
+    # SPA crops the full clip on the device: the worker ships the clip and the context box it drew
+    # (from the same per-clip stream), not a crop.
+    item = spa[1]
+    assert "clip" in item and "x_ctx" not in item and "x_sal" not in item
+    assert torch.equal(item["ctx_box"], box[0]) and bool(item["flip"]) == bool(flip)
 
 
 def _copy_tiny(tiny_workdir: Path, dest: Path) -> Path:

@@ -300,7 +300,7 @@ def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = _pad_stack([b[key] for b in batch], 0)
     if "clips" in out:
         out["num_clips"] = torch.tensor([b["clips"].shape[0] for b in batch], dtype=torch.long)
-    for key in ("x_ctx", "x_sal", "flip"):
+    for key in ("x_ctx", "x_sal", "ctx_box", "flip"):
         if key in batch[0]:
             out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
     out["gt"] = _pad_stack([b["gt"] for b in batch], float("nan"))

@@ -91,9 +91,11 @@ class WorkerCrops:
     epoch, index): the flip, the context box and a fixed saliency box are drawn in that
     order, as ``stream_inputs`` draws them per batch, but from the clip's own stream, so
     they do not depend on the batch, the worker count or SPA's use of the batch generator.
-    The item gains ``x_ctx`` (and ``x_sal``: uint8 (3, T, S, S), normalised on the device by
-    ``stream_inputs``) and ``flip``; it keeps its full clip only when SPA, which needs the
-    model, crops the saliency stream later.
+    The item gains ``flip`` and ``x_ctx`` (and ``x_sal``): uint8 (3, T, S, S) crops, normalised
+    on the device by ``stream_inputs``, and loses its full clip. For SPA variants the clip
+    goes to the device anyway (SPA crops it there), so the item keeps it and gains the
+    context box ``ctx_box`` (4,) instead of its crop: the device cuts it from the frames it
+    already holds, and no crop crosses besides the clip.
     """
 
     variant: Variant
@@ -111,11 +113,12 @@ class WorkerCrops:
         clip, hs, ws = item["clip"][None], torch.tensor([item["height"]]), torch.tensor([item["width"]])
         flip = (torch.rand(1, generator=gen) < 0.5) if inp.flip else torch.zeros(1, dtype=torch.bool)
         ctx = context_boxes(self.variant, self.cfg, hs, ws, item["gt"][None], True, gen)
-        out = dict(item, flip=flip[0], x_ctx=crop_resize_uint8(clip, ctx, inp.size, hs, ws, flip)[0])
         saliency = self.variant.saliency
-        if saliency is not None and saliency != "spa":
+        if saliency == "spa":
+            return dict(item, flip=flip[0], ctx_box=ctx[0])
+        out = dict(item, flip=flip[0], x_ctx=crop_resize_uint8(clip, ctx, inp.size, hs, ws, flip)[0])
+        if saliency is not None:
             sal = fixed_saliency_boxes(saliency, self.cfg, hs, ws, gen)
             out["x_sal"] = crop_resize_uint8(clip, sal, inp.size, hs, ws, flip)[0]
-        if saliency != "spa":
-            del out["clip"]  # nothing else needs the full frames: do not ship them to the main process
+        del out["clip"]  # nothing else needs the full frames: do not ship them to the main process
         return out

@@ -130,8 +130,8 @@ def stream_inputs(
     """(x_ctx, x_sal, SPA episode) for a batch; x: (B, 3, T, S, S) on the device. `agent`
     plays SPA's episode (variants with saliency "spa"; None otherwise) on `model`'s features.
 
-    A batch whose crops were cut in the loader's workers (``x_ctx``: asnet.train.inputs.
-    WorkerCrops) only gets SPA's saliency crop here, with the workers' flips."""
+    A batch whose crops were drawn in the loader's workers (asnet.train.inputs.WorkerCrops:
+    ``x_ctx``, or for SPA ``ctx_box``) keeps the workers' boxes and flips."""
     hs, ws = batch["height"], batch["width"]
     inp, norm = cfg.input, cfg.normalisation()
     # The clip batch crosses to the device once, as uint8; every crop is cut there.
@@ -140,6 +140,9 @@ def stream_inputs(
     if "x_ctx" in batch:
         flip = batch["flip"]
         x_ctx = rt.to_input(normalise(batch["x_ctx"].to(rt.device, non_blocking=True), norm))
+    elif "ctx_box" in batch:  # drawn in the workers, cut here from the frames SPA needs anyway
+        flip = batch["flip"]
+        x_ctx = rt.to_input(frames.crop(batch["ctx_box"], inp.size, norm, flip))
     else:
         flip = (torch.rand(hs.shape[0], generator=gen) < 0.5) if (train and inp.flip) else None
         ctx = context_boxes(variant, cfg, hs, ws, batch["gt"], train, gen)
