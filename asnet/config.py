@@ -216,6 +216,9 @@ class ReportConfig:
     anchor_tolerance: float = 3.0
     # The published files' dataset -> the configured dataset they are evaluated on.
     anchor_datasets: tuple[tuple[str, str], ...] = (("ucf101", "ucf101"), ("hmdb51", "hmdb51"))
+    # The configured dataset Table 5 (frozen features + SVM) runs on, its first split; None:
+    # the first of `datasets`. The paper's Table 5 is HMDB-51 split 1.
+    table5_dataset: str | None = None
 
 
 @dataclass(frozen=True)

@@ -645,22 +645,35 @@ def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd
     return write_experiment_table(table, experiment_runs(cfg, table), out_tex)
 
 
+def table5_dataset(cfg: Config) -> str:
+    """The dataset Table 5 runs on: `report.table5_dataset`, else the first configured one."""
+    name = cfg.report.table5_dataset
+    if name is None:
+        return cfg.datasets[0].name
+    known = [d.name for d in cfg.datasets]
+    if name not in known:
+        raise ConfigError(f"report.table5_dataset: {name!r} is not a configured dataset (configured: "
+                          f"{', '.join(known)}); set it to one of them, or to null for the first")
+    return name
+
+
 def table5_inputs(cfg: Config) -> list[Path]:
-    """The first dataset's first split: single-stream and ASNet models, manifest, frame index."""
-    dataset, split = cfg.datasets[0].name, cfg.splits[0]
+    """Table 5's dataset's first split: single-stream and ASNet models, manifest, frame index."""
+    dataset, split = table5_dataset(cfg), cfg.splits[0]
     return [paths.run_dir(dataset, split, "single") / "model.pt", paths.run_dir(dataset, split, "asnet") / "model.pt",
             paths.manifest(dataset, split), paths.frames_index(dataset)]
 
 
 def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bool = True) -> pd.DataFrame:
-    """Table 5 (frozen features + linear SVM) from the first dataset's first split's
-    single-stream and ASNet runs."""
+    """Table 5 (frozen features + linear SVM) from the single-stream and ASNet runs of
+    `report.table5_dataset`'s first split, on `device` with `train.threads` / `train.workers`."""
     from asnet.report.svm import table5 as make_table5
 
-    dataset, split = cfg.datasets[0].name, cfg.splits[0]
+    dataset, split = table5_dataset(cfg), cfg.splits[0]
     return make_table5(
         paths.run_dir(dataset, split, "single") / "model.pt", paths.run_dir(dataset, split, "asnet") / "model.pt",
         paths.manifest(dataset, split), paths.frames_dir(dataset), out_tex, progress,
+        device=cfg.device, threads=cfg.train.threads, workers=cfg.train.workers,
     )
 
 

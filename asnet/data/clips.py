@@ -25,9 +25,13 @@ from asnet.data.frames import STATUS_EXCLUDED, bad_videos_path, read_index
 from asnet.data.store import StoreError, find_video, open_video
 
 
-def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Manifest rows minus videos the index marks excluded (warned about, never silent), and
-    each row's stored file."""
+def usable_videos(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFrame, list[str], int]:
+    """The manifest's rows minus the videos the frame index marks excluded, in manifest order.
+
+    -> (rows, files, excluded): the usable rows (index reset), each row's stored file, and
+    how many rows were left out. Every stage that reads the store builds its labels, masks
+    and counts from these rows, so a video dropped here is dropped everywhere at once (and
+    warned about, never silent)."""
     if "video" not in manifest.columns:
         raise ValueError("manifest needs a 'video' column")
     index = read_index(frames_dir)
@@ -46,7 +50,7 @@ def _usable_rows(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFrame
     if missing:
         # Not excluded yet not extracted: a pipeline ordering bug, not something to skip.
         raise FileNotFoundError(f"{len(missing)} videos have no frames in {frames_dir}, e.g. {missing[:3]}")
-    return rows, [str(f) for f in files]
+    return rows, [str(f) for f in files], int(drop.sum())
 
 
 def _labels(rows: pd.DataFrame) -> list[int]:
@@ -115,7 +119,7 @@ class ClipDataset(Dataset):
         if clip_len < 1:
             raise ValueError("clip_len must be >= 1")
         self.frames_dir = Path(frames_dir)
-        self.rows, self.files = _usable_rows(manifest, self.frames_dir)
+        self.rows, self.files, _ = usable_videos(manifest, self.frames_dir)
         self.videos: list[str] = self.rows["video"].astype(str).tolist()
         self.labels = _labels(self.rows)
         self.clip_len = clip_len
@@ -227,9 +231,8 @@ class VideoClips(Dataset):
         if views not in EVAL_VIEWS:
             raise ValueError(f"unknown eval.views {views!r}; use one of {', '.join(EVAL_VIEWS)}")
         self.frames_dir = Path(frames_dir)
-        self.rows, self.files = _usable_rows(manifest, self.frames_dir)
+        self.rows, self.files, self.n_excluded = usable_videos(manifest, self.frames_dir)
         self.n_listed = len(manifest)
-        self.n_excluded = self.n_listed - len(self.rows)
         self.videos: list[str] = self.rows["video"].astype(str).tolist()
         self.labels = _labels(self.rows)
         self.clip_len = clip_len

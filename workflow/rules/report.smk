@@ -158,7 +158,9 @@ rule all_results:
         touch("results/all"),
 
 
-# Table 5: frozen W_s / W_a features of X_c / X_s / both + a linear SVM (first dataset, first split).
+# Table 5: frozen W_s / W_a features of X_c / X_s / both + a linear SVM (`report.table5_dataset`,
+# first split) on `device`; it runs two models over every video of the split, so it takes the
+# cores a training process does (`train.threads`, 0 = all of them).
 rule table5:
     input:
         stage_inputs("table5"),
@@ -166,6 +168,7 @@ rule table5:
         tex=report("results/table5.tex", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
         csv=report("results/table5.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
         predictions=report("results/table5_predictions.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+    threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:
         "results/logs/table5.log",
     benchmark:
