@@ -21,6 +21,7 @@
     asnet run-report --run-dir results/checkpoints/synthetic/split1/asnet   # its curves.png, config.yaml
     asnet runtime                                # results/runtime.csv (benchmark files per stage)
     asnet config --set preset=paper              # the resolved configuration, every key (YAML)
+    asnet check-pretrained                       # open and check the pretrained files (what planning does)
 
 The subcommands are the rows of asnet.stage_table.STAGES (the Snakemake rules run the same
 functions). Every command but `manifest` takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
@@ -92,18 +93,28 @@ def main(argv: list[str] | None = None) -> int:
         text = stage.show(result)
         if text:
             print(text)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"asnet {args.command}: error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        print(error_line(args.command, exc), file=sys.stderr)
         return 2
-    except pickle.UnpicklingError as exc:
+    return 0
+
+
+# Bad input (config, overrides, missing inputs, unreadable checkpoints): one line for the user,
+# no traceback. Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, pickle.UnpicklingError)
+
+
+def error_line(command: str, exc: BaseException) -> str:
+    """The one-line message of an expected error, as `asnet COMMAND` prints it (a Snakemake job
+    of that stage ends its log with the same line)."""
+    if isinstance(exc, pickle.UnpicklingError):
         # Safety net for a checkpoint loaded outside asnet.train.checkpoint (which names the
         # file): torch's own text advises weights_only=False, which must never reach a user.
         from asnet.train.checkpoint import load_error_detail
 
-        print(f"asnet {args.command}: error: a checkpoint does not load with weights_only=True "
-              f"({load_error_detail(exc)}); check model.pretrained / model.pretrained_dir", file=sys.stderr)
-        return 2
-    return 0
+        return (f"asnet {command}: error: a checkpoint does not load with weights_only=True "
+                f"({load_error_detail(exc)}); check model.pretrained / model.pretrained_dir")
+    return f"asnet {command}: error: {exc}"
 
 
 if __name__ == "__main__":

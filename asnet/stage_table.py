@@ -100,6 +100,11 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("merge-frames", stages.merge_frames, "merge the chunks' indexes into the frame store's index.csv "
           "(the extract rule)", (DATASET,), stages.merge_frames_inputs, rules=("extract",), progress=False,
           show=_quiet),
+    Stage("check-pretrained", stages.check_pretrained, "open the published pretrained files the runs start from "
+          "and check their layout, release, classes and tensors against the configured backbones (what "
+          "planning the workflow does): results/pretrained_check.json", (_out("pretrained_check.json", "out_json"),),
+          progress=False, show=lambda items: _lines([f"{i['path']}: ok ({i['release']}, {i['tensors_loaded']} tensors, "
+                                                     f"variant {i['variant']})" for i in items] or ["none"])),
     Stage("pretrain", stages.pretrain, "the pretraining run on the source set (`pretrain:`): "
           "results/pretrain/<source>/model.pt; prepare/extract the source with --dataset <source> first",
           (), stages.pretrain_inputs, rules=("pretrain",)),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from asnet import paths
+from asnet import hara, paths
 from asnet.config import (
     REPO_ROOT,
     Config,
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 _SPLIT_FILES = {"ucf101": "classInd.txt, trainlist0k.txt, testlist0k.txt", "hmdb51": "<class>_test_split<k>.txt"}
+# Where a config key is set: the CLI reads config/config.yaml or --config FILE, Snakemake
+# config/config.yaml plus --configfile / --config, so an error cannot tell which file holds it.
+IN_CONFIG = "your config (config/config.yaml, or the file given with --config / Snakemake's --configfile)"
 
 
 def _real_dirs(ds: DatasetConfig) -> tuple[Path, Path]:
@@ -39,7 +42,10 @@ def _real_dirs(ds: DatasetConfig) -> tuple[Path, Path]:
     root, splits = Path(ds.root), Path(ds.splits_dir)
     for key, p in (("root", root), ("splits_dir", splits)):
         if not p.is_dir():
-            raise ConfigError(f"datasets[{ds.name}].{key}: {p} is not a directory; fix the path in config/config.yaml")
+            what = ("the folder that directly holds the class folders of videos" if key == "root" else
+                    f"the folder of the official split lists ({_SPLIT_FILES.get(ds.kind, 'the split lists')})")
+            raise ConfigError(f"datasets[{ds.name}].{key}: {p} is not a directory; set datasets[{ds.name}].{key} "
+                              f"in {IN_CONFIG} to {what}")
     return root, splits
 
 
@@ -86,7 +92,7 @@ def manifests(cfg: Config, dataset: str) -> list[Path]:
 def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
     """Generate the synthetic set if needed, then write one manifest per configured split
     (the pretraining source: one manifest of all its videos, see `manifests`)."""
-    from asnet.data.splits import build_manifest, write_manifest
+    from asnet.data.splits import write_manifest
 
     ds = cfg.dataset(dataset)
     if ds.kind == "synthetic":
@@ -105,16 +111,34 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
     if cfg.is_source(dataset):
         # Pretraining uses every video (its validation fraction is held out by the training
         # loop); the split lists only serve to list them, so their test subset trains too.
-        df = build_manifest(ds.kind, root, splits_dir, 1, allow_missing=ds.allow_missing).assign(subset="train")
+        df = _config_manifest(ds, root, splits_dir, 1).assign(subset="train")
         df = df.sort_values("video").reset_index(drop=True)
         write_manifest(df, paths.pretrain_manifest(dataset))
         return [paths.pretrain_manifest(dataset)]
     out = []
     for split in cfg.splits:
-        df = build_manifest(ds.kind, root, splits_dir, split, allow_missing=ds.allow_missing)
+        df = _config_manifest(ds, root, splits_dir, split)
         write_manifest(df, paths.manifest(dataset, split))
         out.append(paths.manifest(dataset, split))
     return out
+
+
+def _config_manifest(ds: DatasetConfig, root: Path, splits_dir: Path, split: int) -> pd.DataFrame:
+    """build_manifest for a configured dataset, its errors naming the config keys to set."""
+    from asnet.data.splits import SplitFileNotFound, build_manifest
+
+    advice = f"set datasets[{ds.name}].allow_missing: true in {IN_CONFIG}"
+    try:
+        return build_manifest(ds.kind, root, splits_dir, split, allow_missing=ds.allow_missing,
+                              allow_missing_advice=advice)
+    except SplitFileNotFound as exc:
+        if ds.kind == "synthetic":
+            raise  # the generator writes these lists: no key of the config names their folder
+        raise ConfigError(
+            f"datasets[{ds.name}].splits_dir: {exc}; splits_dir is {splits_dir}, which should directly hold "
+            f"{_SPLIT_FILES.get(ds.kind, 'the split lists')}; set datasets[{ds.name}].splits_dir in {IN_CONFIG} "
+            "to that folder (see docs/real-data.md)"
+        ) from None
 
 
 def split_manifest(dataset: str, root: Path | None, splits_dir: Path, split: int, out: Path,
@@ -123,7 +147,8 @@ def split_manifest(dataset: str, root: Path | None, splits_dir: Path, split: int
     returns a one-line summary."""
     from asnet.data.splits import build_manifest, write_manifest
 
-    df = build_manifest(dataset, root, splits_dir, split, allow_missing=allow_missing)
+    df = build_manifest(dataset, root, splits_dir, split, allow_missing=allow_missing,
+                        allow_missing_advice="pass --allow-missing")
     write_manifest(df, out)
     counts = df["subset"].value_counts().to_dict()
     return (f"{out}: {counts.get('train', 0)} train / {counts.get('test', 0)} test videos, "
@@ -142,7 +167,7 @@ def manifest_of(cfg: Config, dataset: str, split: int) -> Path:
         wider = sorted({*cfg.splits, split})
         try:  # suggest adding the split only where the schema allows it (the official lists have 3)
             with_overrides(cfg, {"splits": wider})
-            add = f" or add it to `splits` in config/config.yaml (--set 'splits={wider}')"
+            add = f" or add it to `splits` in {IN_CONFIG} (--set 'splits={wider}')"
         except ConfigError:
             add = ""
         raise ConfigError(f"split {split} is not configured (splits: {listed}); "
@@ -409,6 +434,101 @@ def pretrained_inputs(cfg: Config, variant: str) -> list[str]:
 
     path = pretrained_path(run_config(cfg, variant))
     return [str(path)] if path else []
+
+
+# The record of pretrained files whose contents were checked, keyed by what the check depends on
+# (file, size, mtime, the backbone and normalisation it was checked against): planning the
+# workflow again with an unchanged file reads this record instead of loading the file.
+PRETRAINED_CHECK = Path("results") / "pretrained_check.json"
+
+
+def _published_inputs(cfg: Config) -> dict[Path, tuple[str, Config]]:
+    """The pretrained files that are workflow inputs (Hara et al.'s downloads, a file of the
+    user's), each with the first variant that starts from it and that variant's run config:
+    the configured `variants` first, then every other registered one (Tables 1-4 and the
+    reports train those). Files the workflow writes (under results/, e.g. the pretraining
+    run's model.pt) are left out: they do not exist before extraction, and the train job
+    checks them when it loads them. Missing files are left out too: Snakemake names a missing
+    input itself when a job needs it."""
+    from asnet.variants import VARIANTS
+
+    results = Path("results").resolve()
+    out: dict[Path, tuple[str, Config]] = {}
+    # No variant sets model.pretrained or model.pretrained_dir: without either in the config no
+    # run starts from a file, and an explicit file under results/ is the workflow's own.
+    own = cfg.model.pretrained and Path(cfg.model.pretrained).resolve().is_relative_to(results)
+    if not cfg.model.pretrained_dir and (not cfg.model.pretrained or own):
+        return out
+    # Without pretrained_dir every run starts from model.pretrained or from scratch: the
+    # configured variants find every file (building each registered variant costs seconds).
+    variants = [*cfg.variants, *VARIANTS] if cfg.model.pretrained_dir else list(cfg.variants)
+    for variant in dict.fromkeys(variants):
+        try:
+            rc = run_config(cfg, variant)
+            path = hara.pretrained_file(dataclasses.asdict(rc.model), rc.input.clip_len)
+        except (ConfigError, ValueError):
+            if variant in cfg.variants:
+                raise
+            continue  # a row this config cannot build (e.g. ResNeXt at width 8): it is never trained
+        if path is None or path in out or not path.is_file():
+            continue
+        if path.resolve().is_relative_to(results):
+            continue
+        out[path] = (variant, rc)
+    return out
+
+
+def check_pretrained(cfg: Config, out_json: Path = PRETRAINED_CHECK) -> list[dict]:
+    """Open every pretrained file the configured runs start from (see `_published_inputs`) and
+    run the validation training runs at load time (layout, release, class count, tensor names
+    and shapes against the backbone the run config builds), without training.
+
+    The Snakefile calls it while the workflow is planned, so a truncated download, a renamed
+    file of the other release or a file of another backbone stops the workflow before any
+    frame is extracted. Results are recorded in `out_json`; an unchanged file is not loaded
+    again. Nothing is written when no run starts from a published file (from scratch, or from
+    the pretraining run's model.pt). Returns the record's entries of this config's files.
+    Raises ConfigError naming the key, the variant and the file."""
+    import hashlib
+
+    files = _published_inputs(cfg)
+    if not files:
+        return []
+    record = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    checked, changed = [], False
+    for path, (variant, rc) in files.items():
+        stat = path.stat()
+        what = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "model": dataclasses.asdict(rc.model), "normalisation": rc.normalisation().to_dict()}
+        key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+        if key not in record:
+            record[key] = {"variant": variant, **_load_check(rc, path, variant)}
+            changed = True
+        checked.append(record[key])
+    if changed:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_json.with_name(f"{out_json.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, out_json)  # parallel planners (cluster jobs re-read the Snakefile) never see half a file
+    return checked
+
+
+def _load_check(rc: Config, path: Path, variant: str) -> dict:
+    """load_pretrained of `path` into the model `rc` builds; its LoadReport, or ConfigError."""
+    from asnet.models import build_model
+    from asnet.models.pretrained import load_pretrained
+
+    key = "model.pretrained" if rc.model.pretrained else "model.pretrained_dir"
+    # The classifier is replaced for the target classes and one stream holds the backbone:
+    # neither the class count nor the streams decide whether the file's tensors fit.
+    model = build_model(rc.model, 2, 1)
+    try:
+        report = load_pretrained(model, path, rc)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"{key}: the file variant {variant} starts from does not load: {exc}") from None
+    out = report.to_dict()
+    out.pop("normalisation")
+    return out
 
 
 def evaluate_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:

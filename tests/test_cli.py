@@ -69,7 +69,8 @@ def _one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:
         (["--set", "model.depth=121"], "model.depth: resnet has no depth 121"),
         (["--split", "4"], "split 4 is not configured (splits: 1); pass --split 1"),
         (["--split", "2"], "split 2 is not configured (splits: 1); pass --split 1 or add it to `splits` in "
-                           "config/config.yaml (--set 'splits=[1, 2]')"),
+                           "your config (config/config.yaml, or the file given with --config / Snakemake's "
+                           "--configfile) (--set 'splits=[1, 2]')"),
         (["--split", "1"], "data/synthetic_tiny/manifests/split1.csv: manifest not found; write it with "
                            "`asnet prepare --dataset synthetic_tiny`"),
     ],
@@ -142,3 +143,16 @@ def test_pretrain_says_what_is_missing(tmp_path: Path) -> None:
     assert "asnet prepare --dataset synthetic_source" in error
     proc = _asnet("pretrain", "--set", "pretrain=null", "--set", "model.pretrained=null", cwd=tmp_path)
     assert "no `pretrain:` section" in _one_line_error(proc, "pretrain")
+
+
+def test_check_pretrained_command(tmp_path: Path) -> None:
+    """`asnet check-pretrained`: what planning the workflow checks, by hand; one error line for
+    a file that is no checkpoint, "none" when every run starts from scratch."""
+    weights = tmp_path / "kinetics.pth"
+    weights.write_bytes(b"PK\x03\x04 the first bytes of a zip and nothing else")
+    proc = _asnet("check-pretrained", "--set", "preset=tiny", "--set", f"model.pretrained={weights}",
+                  "--set", "model.pretrained_release=hara2018", cwd=tmp_path)
+    line = _one_line_error(proc, "check-pretrained")
+    assert f"model.pretrained: the file variant single starts from does not load: {weights}" in line
+    proc = _asnet("check-pretrained", "--set", "preset=tiny", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "none", proc.stderr

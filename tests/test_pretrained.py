@@ -245,3 +245,69 @@ def test_model_pt_records_the_load_and_a_finetune_from_our_model_checks_normalis
     again = load_config(overrides=["preset=tiny", f"model.pretrained={out}"])
     with pytest.raises(PretrainedMismatch, match="hara2018_activitynet"):
         load_pretrained(build_model(again.model, 3, 1), out, again)
+
+
+# --------------------------------------------------------------------------- checked when planned
+
+
+def _own_file(tmp_path: Path, name: str = "kinetics_tiny.pth"):
+    """A Hara-2018-layout file of the tiny backbone under a name of the user's, and the tiny
+    config that starts every run from it."""
+    path = tmp_path / name
+    cfg = with_overrides(TINY, {"model.pretrained": str(path), "model.pretrained_release": "hara2018"})
+    torch.manual_seed(0)
+    _save_like("hara2018", build_model(cfg.model, 400, 1).backbone, path)
+    return path, cfg
+
+
+def test_check_pretrained_loads_each_input_file_once_and_records_it(tmp_path: Path, monkeypatch) -> None:
+    from asnet import stages
+
+    monkeypatch.chdir(tmp_path)
+    path, cfg = _own_file(tmp_path)
+    (entry,) = stages.check_pretrained(cfg)
+    assert entry["path"] == str(path) and entry["release"] == "hara2018" and entry["tensors_loaded"] > 0
+    assert entry["variant"] == cfg.variants[0]
+    record = tmp_path / "results" / "pretrained_check.json"
+    assert record.is_file() and stages.check_pretrained(cfg) == [entry]
+    # a truncated download: same name, new size, so it is loaded again and fails naming the key
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError) as info:
+        stages.check_pretrained(cfg)
+    msg = str(info.value)
+    assert msg.startswith(f"model.pretrained: the file variant {cfg.variants[0]} starts from does not load: {path}")
+    assert "not a PyTorch checkpoint of tensors" in msg and "weights_only=False" not in msg
+
+
+def test_check_pretrained_reads_nothing_without_a_published_input(tmp_path: Path, monkeypatch) -> None:
+    from asnet import stages
+
+    monkeypatch.chdir(tmp_path)
+    assert stages.check_pretrained(TINY) == []  # from scratch
+    # the pretraining run's model.pt is the workflow's own output: its train job checks it
+    (tmp_path / paths.pretrain_model("synthetic_tiny_source")).parent.mkdir(parents=True)
+    (tmp_path / paths.pretrain_model("synthetic_tiny_source")).write_bytes(b"half a file")
+    own = with_overrides(TINY, {"model.pretrained": str(paths.pretrain_model("synthetic_tiny_source"))})
+    assert stages.check_pretrained(own) == []
+    assert not (tmp_path / "results" / "pretrained_check.json").exists()
+
+
+def test_a_truncated_pretrained_file_stops_the_workflow_before_any_job(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    path, _ = _own_file(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    config = tmp_path / "own.yaml"
+    config.write_text(f"preset: tiny\nmodel: {{pretrained: {path}, pretrained_release: hara2018}}\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "--cores", "1",
+                           "results/table6.tex", "--configfile", str(config)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert f"model.pretrained: the file variant single starts from does not load: {path}" in out, out[-3000:]
+    # planning failed: no job ran, so nothing was generated or extracted
+    assert not (tmp_path / "results" / "logs").exists() and not (tmp_path / "data").exists()

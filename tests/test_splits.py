@@ -183,7 +183,7 @@ def test_missing_videos_error_and_allow_missing(tmp_path: Path, caplog: pytest.L
     assert "Archery/v_Archery_g07_c01.avi" in msg  # first missing
     assert "Archery/v_Archery_g26_c01.avi" in msg  # 20th missing
     assert "Archery/v_Archery_g27_c01.avi" not in msg  # only the first 20 are listed
-    assert "and 5 more" in msg and "allow_missing" in msg and str(root) in msg
+    assert "and 5 more" in msg and "pass allow_missing=True to drop" in msg and str(root) in msg
     assert len(info.value.missing) == 25
 
     with caplog.at_level(logging.WARNING, logger="asnet.data.splits"):
@@ -242,3 +242,71 @@ def test_hmdb51_split(tmp_path: Path) -> None:
     _make_videos(root, df["path"].tolist()[:3])
     with pytest.raises(MissingVideosError, match="1 of 4 videos"):
         build_manifest("hmdb51", root, d, 1)
+
+
+# --------------------------------------------------------------------------- messages through the config
+
+
+def _ucf_config(root: Path, splits_dir: Path, **entry: object):
+    """The tiny preset with one ucf101-kind dataset at root/splits_dir (a list replaces the preset's)."""
+    from asnet.config import load_config
+
+    fields = {"name": "ucf_tiny", "kind": "ucf101", "root": str(root), "splits_dir": str(splits_dir), **entry}
+    text = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {str(v).lower()}" for k, v in fields.items())
+    return load_config(overrides=["preset=tiny", f"datasets=[{{{text}}}]"])
+
+
+def test_split_file_in_a_subfolder_is_pointed_at(tmp_path: Path) -> None:
+    lists = _make_lists(tmp_path / "raw" / "ucfTrainTestlist")
+    with pytest.raises(FileNotFoundError) as info:
+        parse_ucf101_split(tmp_path / "raw", 1)
+    assert str(info.value) == (f"split file not found: {tmp_path / 'raw' / 'classInd.txt'} (classInd.txt is in "
+                               f"{lists}: is that the split lists' folder?)")
+
+
+def test_prepare_names_splits_dir_when_the_lists_are_not_in_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asnet import stages
+    from asnet.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    lists = _make_lists(tmp_path / "raw" / "ucfTrainTestlist")
+    _make_videos(tmp_path / "videos", [line.split()[0] for line in TRAIN + TEST])
+    cfg = _ucf_config(tmp_path / "videos", tmp_path / "raw")  # the download's parent, not its lists folder
+    with pytest.raises(ConfigError) as info:
+        stages.prepare(cfg, "ucf_tiny", progress=False)
+    msg = str(info.value)
+    assert msg.startswith(f"datasets[ucf_tiny].splits_dir: split file not found: {tmp_path / 'raw' / 'classInd.txt'}")
+    assert f"classInd.txt is in {lists}" in msg
+    assert "should directly hold classInd.txt, trainlist0k.txt, testlist0k.txt" in msg
+    assert "set datasets[ucf_tiny].splits_dir in your config" in msg and "--configfile" in msg
+
+
+def test_prepare_missing_videos_advice_names_the_config_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asnet import stages
+
+    monkeypatch.chdir(tmp_path)
+    lists = _make_lists(tmp_path / "lists")
+    _make_videos(tmp_path / "videos", [line.split()[0] for line in TRAIN[:4] + TEST])
+    with pytest.raises(MissingVideosError) as info:
+        stages.prepare(_ucf_config(tmp_path / "videos", lists), "ucf_tiny", progress=False)
+    msg = str(info.value)
+    assert "2 of 9 videos listed in split 1 are missing" in msg
+    assert "set datasets[ucf_tiny].allow_missing: true in your config (config/config.yaml" in msg
+    assert "allow_missing=True" not in msg
+    # the key the message names does drop them
+    stages.prepare(_ucf_config(tmp_path / "videos", lists, allow_missing=True), "ucf_tiny", progress=False)
+    assert len(pd.read_csv(tmp_path / "data" / "ucf_tiny" / "manifests" / "split1.csv")) == 7
+
+
+def test_missing_root_names_the_key_without_claiming_config_yaml_holds_it(tmp_path: Path) -> None:
+    from asnet import stages
+    from asnet.config import ConfigError
+
+    lists = _make_lists(tmp_path / "lists")
+    with pytest.raises(ConfigError) as info:
+        stages.prepare(_ucf_config(tmp_path / "nowhere", lists), "ucf_tiny", progress=False)
+    msg = str(info.value)
+    assert f"datasets[ucf_tiny].root: {tmp_path / 'nowhere'} is not a directory" in msg
+    assert "fix the path in config/config.yaml" not in msg
+    assert "set datasets[ucf_tiny].root in your config (config/config.yaml, or the file given with --config / " \
+           "Snakemake's --configfile) to the folder that directly holds the class folders of videos" in msg

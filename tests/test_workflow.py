@@ -172,3 +172,28 @@ def test_snakemake_reads_yaml12_floats_and_checks_arch_depth(tmp_path: Path) -> 
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "model.depth: resnet has no depth 121" in proc.stdout + proc.stderr
+
+
+def test_a_job_error_ends_the_job_log_with_the_cli_line(tmp_path: Path) -> None:
+    """An expected error in a job (here: split lists not where `splits_dir` says) leaves its
+    traceback in the job's log for debugging and, as the log's last line, the one line
+    `asnet prepare` prints for it."""
+    (tmp_path / "raw" / "ucfTrainTestlist").mkdir(parents=True)
+    (tmp_path / "raw" / "ucfTrainTestlist" / "classInd.txt").write_text("1 Archery\n")
+    (tmp_path / "videos" / "Archery").mkdir(parents=True)
+    config = tmp_path / "ucf.yaml"
+    config.write_text("preset: tiny\ndatasets: [{name: ucf_tiny, kind: ucf101, "
+                      f"root: {tmp_path / 'videos'}, splits_dir: {tmp_path / 'raw'}}}]\n")
+    proc = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "data/ucf_tiny/manifests/split1.csv",
+                                       "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = (tmp_path / "results" / "logs" / "ucf_tiny" / "prepare.log").read_text().rstrip("\n").splitlines()
+    assert lines[-1] == (
+        f"asnet prepare: error: datasets[ucf_tiny].splits_dir: split file not found: {tmp_path / 'raw' / 'classInd.txt'} "
+        f"(classInd.txt is in {tmp_path / 'raw' / 'ucfTrainTestlist'}: is that the split lists' folder?); splits_dir is "
+        f"{tmp_path / 'raw'}, which should directly hold classInd.txt, trainlist0k.txt, testlist0k.txt; set "
+        "datasets[ucf_tiny].splits_dir in your config (config/config.yaml, or the file given with --config / "
+        "Snakemake's --configfile) to that folder (see docs/real-data.md)"
+    )
+    assert any(line.startswith("Traceback") for line in lines[:-1])

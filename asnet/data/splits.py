@@ -28,6 +28,22 @@ class SplitFormatError(ValueError):
     """A split list or class index is malformed or inconsistent."""
 
 
+class SplitFileNotFound(FileNotFoundError):
+    """A split list (or the class index) the dataset's layout needs is not in the folder given."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _not_found(path: Path) -> SplitFileNotFound:
+    """The error for a missing split file, pointing at a subfolder that holds it: a common
+    mistake is naming the download's parent folder instead of ucfTrainTestlist/."""
+    near = sorted(d for d in path.parent.iterdir() if (d / path.name).is_file()) if path.parent.is_dir() else []
+    hint = f" ({path.name} is in {near[0]}: is that the split lists' folder?)" if near else ""
+    return SplitFileNotFound(f"split file not found: {path}{hint}", path)
+
+
 class MissingVideosError(ValueError):
     """Videos listed in a split are not present under the dataset root."""
 
@@ -39,7 +55,7 @@ class MissingVideosError(ValueError):
 def _read_lines(path: Path) -> list[tuple[int, str]]:
     """Non-blank lines as (1-based line number, stripped text), tolerant of CRLF/LF/BOM."""
     if not path.is_file():
-        raise FileNotFoundError(f"split file not found: {path}")
+        raise _not_found(path)
     text = path.read_text(encoding="utf-8-sig")
     # splitlines() handles \r\n, \n and a missing final newline alike
     return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -173,7 +189,9 @@ def parse_hmdb51_split(splits_dir: Path, split: int) -> pd.DataFrame:
         if m and int(m["k"]) == split:
             files[m["cls"]] = p
     if not files:
-        raise SplitFormatError(f"{splits_dir}: no '<class>_test_split{split}.txt' files found")
+        near = sorted(d for d in splits_dir.iterdir() if d.is_dir() and any(d.glob(f"*_test_split{split}.txt")))
+        hint = f" (they are in {near[0]}: is that the split lists' folder?)" if near else ""
+        raise SplitFileNotFound(f"{splits_dir}: no '<class>_test_split{split}.txt' files found{hint}", splits_dir)
     rows: list[dict[str, object]] = []
     for label, cls in enumerate(sorted(files)):
         path = files[cls]
@@ -239,29 +257,32 @@ class _FolderIndex:
         return None if actual_file is None else f"{actual_folder}/{actual_file}"
 
 
-def _missing_message(missing: list[str], total: int, root: Path, split: int, dropped: bool) -> str:
+def _missing_message(missing: list[str], total: int, root: Path, split: int, dropped: bool,
+                     allow: str = "pass allow_missing=True") -> str:
     shown = "\n".join(f"  {m}" for m in missing[:_MAX_LISTED])
     more = f"\n  ... and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
     if dropped:
-        advice = "They are dropped from the manifest (allow_missing=True)."
+        advice = "They are dropped from the manifest (missing videos are allowed)."
     else:
         advice = (
             "Check that the root is the folder that directly holds the class folders "
             "(<root>/<ClassName>/<video>.avi) and that the download/extraction is complete, "
-            "or pass allow_missing=True to drop the missing videos."
+            f"or {allow} to drop the missing videos."
         )
     return f"{len(missing)} of {total} videos listed in split {split} are missing under {root}:\n{shown}{more}\n{advice}"
 
 
 def build_manifest(
-    dataset: str, root: Path | None, splits_dir: Path, split: int, allow_missing: bool = False
+    dataset: str, root: Path | None, splits_dir: Path, split: int, allow_missing: bool = False,
+    allow_missing_advice: str = "pass allow_missing=True",
 ) -> pd.DataFrame:
     """Parse a split and, if ``root`` is given, check every listed video exists under it.
 
     ``dataset`` is 'ucf101' (also for the synthetic set, alias 'synthetic') or 'hmdb51'.
     Class folders and file names are matched case-insensitively and ``path`` is rewritten
     to the spelling found on disk. Missing videos raise :class:`MissingVideosError`, or
-    with ``allow_missing`` are logged and dropped.
+    with ``allow_missing`` are logged and dropped; ``allow_missing_advice`` is how the error
+    tells the caller to allow them (the config key, the CLI flag or this argument).
     """
     key = dataset.lower()
     if key in ("ucf101", "synthetic"):
@@ -287,7 +308,8 @@ def build_manifest(
         )
     if missing:
         if not allow_missing:
-            raise MissingVideosError(_missing_message(missing, len(df), root, split, dropped=False), missing)
+            raise MissingVideosError(
+                _missing_message(missing, len(df), root, split, dropped=False, allow=allow_missing_advice), missing)
         log.warning("%s", _missing_message(missing, len(df), root, split, dropped=True))
     df = df.assign(path=resolved)
     df = df[df["path"].notna()].reset_index(drop=True)

@@ -1,13 +1,19 @@
 """The one Snakemake script: the stage of asnet.stage_table.STAGES whose row lists this
 rule, run with the job's wildcards and first output (what the `asnet` command of that
 stage runs). Snakemake's merged config (config.yaml, --config, --configfile) is resolved
-and validated here unchanged; logging and stderr go to the rule's log file."""
+and validated here unchanged; logging and stderr go to the rule's log file.
+
+An expected error (bad config, a missing or unreadable input: what `asnet` reports as one
+line) ends the log with the line the CLI prints, its traceback above it for debugging, and
+fails the job; any other exception is a bug and propagates as Snakemake shows it."""
 
 import logging
 import sys
+import traceback
 
+from asnet.cli import EXPECTED_ERRORS, error_line
 from asnet.config import from_dict, resolve
-from asnet.stage_table import run_rule
+from asnet.stage_table import run_rule, stage_of_rule
 
 job = snakemake  # noqa: F821 (injected by Snakemake)
 log_file = job.log[0] if job.log else None
@@ -15,5 +21,10 @@ handlers = [logging.FileHandler(log_file)] if log_file else [logging.StreamHandl
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 if log_file:
     sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
-cfg = from_dict(resolve(dict(job.config)))
-run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()))
+try:
+    cfg = from_dict(resolve(dict(job.config)))
+    run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()))
+except EXPECTED_ERRORS as exc:
+    traceback.print_exc(file=sys.stderr)
+    print(error_line(stage_of_rule(job.rule).command, exc), file=sys.stderr, flush=True)
+    sys.exit(1)
