@@ -137,7 +137,7 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
           stages.localisation_inputs, rules=("localisation",), progress=False, show=_table),
     Stage("anchor-check", stages.anchor_check, "Hara et al.'s published fine-tuned models through our data path: "
           "results/anchor_check.{tex,csv}", (_out("anchor_check.tex", "out_tex"),), stages.anchor_check_inputs,
-          rules=("anchor_check",), rule_progress=False, show=lambda df: _table(df.drop(columns=["provenance"]))),
+          rules=("anchor_check",), show=lambda df: _table(df.drop(columns=["provenance"]))),
     Stage("report-page", stages.report_page, "a table (or the audit) as an HTML page of the report: "
           "results/report/<name>.html", (Arg("name", choices=tuple(PAGES)),
                                          Arg("out", Path, None, help="output file (default results/report/<name>.html)")),
@@ -206,10 +206,13 @@ def _wildcard_kwargs(stage: Stage, wildcards: dict[str, str], fn: Callable[..., 
 
 
 def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str], log_file: str | None,
-             params: dict[str, Any] | None = None) -> Any:
+             params: dict[str, Any] | None = None, threads: int | None = None) -> Any:
     """What a Snakemake job of `rule` runs: its stage's function with the job's wildcards and
     params (an Arg takes the wildcard or param of its name or keyword; one named `out` gets the
-    first declared output), as the CLI would with the same values."""
+    first declared output), as the CLI would with the same values. A function that takes
+    `threads` gets the job's (the rule's `threads:`, as Snakemake scaled it to --cores)."""
+    import inspect
+
     stage = stage_of_rule(rule)
     fn = stage.rule_run or stage.run
     kwargs = _wildcard_kwargs(stage, wildcards, fn)
@@ -229,4 +232,6 @@ def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str
         kwargs["progress"] = stage.rule_progress
     if stage.rule_run is not None:
         kwargs["log_file"] = Path(log_file) if log_file else None
+    if threads is not None and "threads" in inspect.signature(fn).parameters:
+        kwargs["threads"] = threads
     return fn(cfg, **kwargs) if stage.uses_config else fn(**kwargs)

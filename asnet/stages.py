@@ -226,9 +226,11 @@ def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
     return pd.concat(frames)[["video", "path"]].drop_duplicates("video").sort_values("video").reset_index(drop=True)
 
 
-def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) -> pd.DataFrame:
+def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True,
+                  threads: int | None = None) -> pd.DataFrame:
     """Decode chunk `chunk` of `frames.chunks` (every chunks-th video) into the frame store,
-    with the chunk's own index.csv and bad_videos.csv in its folder.
+    with the chunk's own index.csv and bad_videos.csv in its folder, in `frames.workers`
+    decoder processes, or `threads` (the Snakemake job's) when fewer.
 
     Chunks are independent Snakemake jobs, so a cluster can spread them. Finished videos are
     never decoded again: a rerun finds them in the chunk's index, and a chunk killed under
@@ -249,7 +251,9 @@ def extract_chunk(cfg: Config, dataset: str, chunk: int, progress: bool = True) 
     return extract_videos(
         videos, video_root(cfg, dataset), paths.frames_dir(dataset), cfg.frames.short_side,
         cfg.frames.fps, min_frames=cfg.input.clip_len, timeout_s=cfg.frames.timeout_s,
-        workers=max(1, cfg.frames.workers), gt_boxes=gt, progress=progress,
+        # Snakemake scales a job's threads down to --cores: more decoders would oversubscribe
+        # the cores that other jobs were given.
+        workers=max(1, min(cfg.frames.workers, threads or cfg.frames.workers)), gt_boxes=gt, progress=progress,
         index_dir=paths.frames_chunk_dir(dataset, chunk), done_dir=paths.frames_done_dir(dataset),
         fmt=cfg.frames.format, quality=cfg.frames.jpeg_quality,
     )

@@ -61,3 +61,10 @@ def test_anchor_check_target_evaluates_a_published_file_and_flags_it(tmp_path: P
     assert "FLAG" in (tmp_path / "results" / "anchor_check.tex").read_text()
     lines = "\n".join(audit_lines(tmp_path / "results" / "anchor_check.csv"))
     assert FLAG in lines and "resnext-101-kinetics-ucf101_split1.pth on synthetic_tiny" in lines
+    # The Snakemake console follows the check: which file it evaluates, then its videos.
+    console = [line.removeprefix("[anchor_check] ") for line in proc.stderr.splitlines()
+               if line.startswith("[anchor_check] ")]
+    assert any(line.startswith("anchor check ") and ": resnext-101-kinetics-ucf101_split1.pth on synthetic_tiny"
+               in line for line in console), proc.stderr[-3000:]
+    n = int(done["videos_evaluated"])
+    assert f"evaluate resnext-101-kinetics-ucf101_split1: {n} of {n} videos" in console

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import os
 import socket
@@ -42,6 +43,9 @@ from tqdm import tqdm
 
 from asnet.data import store
 from asnet.faults import fault_point
+from asnet.progress import CONSOLE
+
+log = logging.getLogger(__name__)
 
 INDEX_COLUMNS: list[str] = ["video", "frames", "height", "width", "src_fps", "src_frames", "status", "reason"]
 BAD_COLUMNS: list[str] = ["video", "status", "reason"]
@@ -732,6 +736,8 @@ def extract_videos(
         return _write_index({v: r for v, r in rows.items() if r}, index_path, bad_path)
 
     pool = _Pool(min(workers, max(1, len(tasks))), decoder, timeout_s) if tasks else None
+    log.info("%s: decoding %d videos in %d decoder processes (%d already done)", index_dir, len(tasks),
+             len(pool.slots) if pool else 0, len(pairs) - len(tasks), extra=CONSOLE)
     last_flush = time.monotonic()
     try:
         bar = tqdm(

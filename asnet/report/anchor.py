@@ -22,6 +22,7 @@ from torch import Tensor
 
 from asnet import hara, paths
 from asnet.config import REPO_ROOT, Config
+from asnet.progress import CONSOLE
 from asnet.report.tables import write_csv_and_tex
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def anchor_frame(cfg: Config, progress: bool = True) -> pd.DataFrame:
     """One row per published file: ours (when run) beside Hara et al.'s reported top-1."""
     numbers = reported().set_index("file")
     rows = []
-    for run in anchor_runs(cfg):
+    runs = anchor_runs(cfg)
+    for n, run in enumerate(runs, 1):
         ref = numbers.loc[run["file"].name]
         row: dict[str, Any] = {"file": run["file"].name, "dataset": run["published_dataset"],
                                "evaluated_on": run["dataset"], "frames": int(ref["clip_len"]), "status": run["status"],
@@ -130,6 +132,8 @@ def anchor_frame(cfg: Config, progress: bool = True) -> pd.DataFrame:
                                "videos_excluded": 0, "reported_measure": ref["measure"],
                                "reported_certain": bool(ref["certain"]), "provenance": ref["provenance"], "sha256": ""}
         if run["status"] == "ready":
+            log.info("anchor check %d of %d: %s on %s's split-1 test videos", n, len(runs), run["file"].name,
+                     run["dataset"], extra=CONSOLE)
             m = evaluate_published(cfg, run, progress)
             diff = 100 * m["top1"] - float(ref["top1"])
             row.update({"status": "evaluated", "top1": 100 * m["top1"], "clip_top1": 100 * m["clip_top1"],

@@ -28,6 +28,7 @@ random box of SPA's initial size, and of the best constant box of the split's tr
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -44,12 +45,15 @@ from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import Frames, box_iou, centre_crop_boxes, square_at
 from asnet.device import Runtime, configure_backends, select_runtime, set_threads
+from asnet.progress import CONSOLE, due
 from asnet.spa.agent import ActorCritic
 from asnet.spa.bounds import constant_boxes, split_constant_box
 from asnet.train import checkpoint
 from asnet.train.inputs import clip_to_frame, fixed_saliency_boxes
 from asnet.train.loop import rebuild_trained, stream_inputs
 from asnet.variants import Variant
+
+log = logging.getLogger(__name__)
 
 # Spatial crops per clip of each `eval.views`: square_at positions of the short-side square.
 # "tl" / "br" are the start / end of the long side (left / right, or top / bottom).
@@ -202,6 +206,8 @@ def evaluate_videos(
             extras.setdefault(name, []).append(vals.float())
             row[name] = float(vals.float().mean())  # per video, for paired tests
         rows.append(row)
+        if due(i + 1, len(ds)):
+            log.info("evaluate %s: %d of %d videos", out_dir.name, i + 1, len(ds), extra=CONSOLE)
     arrays = {
         "video": np.array(ds.videos, dtype=str),
         "label": np.array(ds.labels, dtype=np.int64),

@@ -49,6 +49,7 @@ from asnet.device import Runtime, available_cores, configure_backends, select_ru
 from asnet.faults import fault_point
 from asnet.models import build_model
 from asnet.models.pretrained import load_pretrained, pretrained_path
+from asnet.progress import CONSOLE
 from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
 from asnet.train import checkpoint
@@ -498,7 +499,7 @@ def _train(
                                progress, info, first_epoch=start_epoch)
         history.append(metrics)
         if info.is_main:
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()}, extra=CONSOLE)
         _save_state(parts, cfg, epoch, history, sha, state_path, info)
         if live is not None:
             # Logged after the state is saved: what dvclive shows is always resumable, and
@@ -677,6 +678,9 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
     if n_skipped:  # logged only when it happens: a clean run's logs keep their columns
         metrics["skipped_videos"] = n_skipped
     if len(data.val_ds):
+        if info.is_main:  # validation has no bar: this line says where a long epoch is
+            log.info("validating epoch %d (of 0-%d) on %d videos; train loss %.4f", epoch, cfg.train.epochs - 1,
+                     len(data.val_ds), metrics["train_loss"], extra=CONSOLE)
         if info.enabled:
             ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
             metrics.update(_val_metrics(ddp.all_reduce_sums(

@@ -9,6 +9,8 @@ rule extract_chunk:
     output:
         index=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "index.csv"),
         bad=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "bad_videos.csv"),
+    # one decoder process per thread: Snakemake scales this down to --cores, and the chunk
+    # starts min(frames.workers, the job's threads) decoders
     threads: max(1, CFG.frames.workers)
     log:
         "results/logs/{dataset}/extract_chunk{chunk}.log",

@@ -1,7 +1,9 @@
 """The one Snakemake script: the stage of asnet.stage_table.STAGES whose row lists this
-rule, run with the job's wildcards and first output (what the `asnet` command of that
-stage runs). Snakemake's merged config (config.yaml, --config, --configfile) is resolved
-and validated here unchanged; logging and stderr go to the rule's log file.
+rule, run with the job's wildcards, first output and threads (what the `asnet` command of
+that stage runs). Snakemake's merged config (config.yaml, --config, --configfile) is
+resolved and validated here unchanged; logging and stderr go to the rule's log file, and
+the progress lines (asnet.progress.CONSOLE: one per epoch, per tenth of an evaluation) also
+to the job's own stderr, which Snakemake prints on its console.
 
 An expected error (bad config, a missing or unreadable input: what `asnet` reports as one
 line) ends the log with the line the CLI prints, its traceback above it for debugging, and
@@ -13,6 +15,7 @@ import traceback
 
 from asnet.cli import EXPECTED_ERRORS, error_line
 from asnet.config import from_dict, resolve
+from asnet.progress import console_handler, job_label
 from asnet.stage_table import run_rule, stage_of_rule
 
 job = snakemake  # noqa: F821 (injected by Snakemake)
@@ -20,10 +23,14 @@ log_file = job.log[0] if job.log else None
 handlers = [logging.FileHandler(log_file)] if log_file else [logging.StreamHandler()]
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 if log_file:
+    # The console keeps the progress lines; everything else (tqdm bars included) goes to the log.
+    console = console_handler(sys.stderr, job_label(job.rule, dict(job.wildcards.items())))
+    logging.getLogger().addHandler(console)
     sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
 try:
     cfg = from_dict(resolve(dict(job.config)))
-    run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()))
+    run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()),
+             threads=job.threads)
 except EXPECTED_ERRORS as exc:
     traceback.print_exc(file=sys.stderr)
     print(error_line(stage_of_rule(job.rule).command, exc), file=sys.stderr, flush=True)
