@@ -656,10 +656,9 @@ def table6_inputs(cfg: Config) -> list[Path]:
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
     """Table 6 with the cost of each model (params, forward GMACs per view)."""
+    from asnet.report.anchor import flag_sentence
     from asnet.report.flops import model_cost
     from asnet.report.tables import write_table6
-
-    from asnet.report.anchor import flag_sentence
 
     costs = {(d.name, v): model_cost(cfg, _num_classes(cfg, d.name), v) for d in cfg.datasets for v in cfg.variants}
     sentence = flag_sentence(out_tex.parent / ANCHOR_CSV.name) if _anchor_runs_here(cfg) else ""
