@@ -14,6 +14,11 @@ def manifest(dataset: str, split: int) -> Path:
     return Path("data") / dataset / "manifests" / f"split{split}.csv"
 
 
+def coverage(dataset: str, split: int) -> Path:
+    """How much of the official split lists the split's manifest holds (written by prepare)."""
+    return Path("data") / dataset / "manifests" / f"split{split}_coverage.json"
+
+
 def frames_dir(dataset: str) -> Path:
     return Path("data") / dataset / "frames"
 

@@ -116,11 +116,50 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
         write_manifest(df, paths.pretrain_manifest(dataset))
         return [paths.pretrain_manifest(dataset)]
     out = []
-    for split in cfg.splits:
-        df = _config_manifest(ds, root, splits_dir, split)
+    # Every split is checked before any manifest is written, so a bad root leaves nothing
+    # behind that a later stage could take for prepared data.
+    built = [(split, _config_manifest(ds, root, splits_dir, split)) for split in cfg.splits]
+    records = [(split, _checked_coverage(ds, root, splits_dir, split, df)) for split, df in built]
+    for (split, df), (_, record) in zip(built, records, strict=True):
         write_manifest(df, paths.manifest(dataset, split))
+        paths.coverage(dataset, split).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        # INFO reaches the terminal under `asnet prepare` and prepare.log under Snakemake
+        log.info("%s", coverage_line(ds.name, split, record))
         out.append(paths.manifest(dataset, split))
     return out
+
+
+def coverage_line(name: str, split: int, record: dict) -> str:
+    """One line of a split's coverage, as `prepare` prints and logs it."""
+    tr, te, cl = record["train"], record["test"], record["classes"]
+    allow = "; datasets[" + name + "].allow_missing is on" if record["allow_missing"] else ""
+    return (f"{name} split {split}: train {tr['present']} of {tr['listed']} listed ({tr['missing']} missing), "
+            f"test {te['present']} of {te['listed']} listed ({te['missing']} missing), "
+            f"classes {cl['present']} of {cl['official']}{allow}")
+
+
+def _checked_coverage(ds: DatasetConfig, root: Path, splits_dir: Path, split: int, df: pd.DataFrame) -> dict:
+    """The split's coverage record; ConfigError when the manifest is empty or a class has no
+    training video, since training would then crash (no batches) or learn a different
+    class count (highest label + 1) without saying so."""
+    from asnet.data.splits import parse_split, split_coverage
+
+    record = split_coverage(parse_split(ds.kind, splits_dir, split), df, ds.allow_missing,
+                            synthetic=ds.kind == "synthetic")
+    fix = (f"set datasets[{ds.name}].root in {IN_CONFIG} to the folder that directly holds the class folders "
+           "(<root>/<ClassName>/<video>.avi)")
+    if df.empty:
+        raise ConfigError(f"datasets[{ds.name}].root: none of the {len(parse_split(ds.kind, splits_dir, split))} "
+                          f"videos listed in split {split} is under {root} (datasets[{ds.name}].allow_missing "
+                          f"dropped them all); {fix}")
+    dropped = record["classes"]["without_train_videos"]
+    if dropped:
+        shown = ", ".join(dropped[:10]) + (f" ... and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+        raise ConfigError(f"datasets[{ds.name}].root: {len(dropped)} of {record['classes']['official']} classes of "
+                          f"split {split} have no training video under {root} ({shown}), so the model would learn "
+                          f"another class count; {fix}, or complete the download (datasets[{ds.name}].allow_missing "
+                          "only drops single videos)")
+    return record
 
 
 def _config_manifest(ds: DatasetConfig, root: Path, splits_dir: Path, split: int) -> pd.DataFrame:
@@ -149,6 +188,10 @@ def split_manifest(dataset: str, root: Path | None, splits_dir: Path, split: int
 
     df = build_manifest(dataset, root, splits_dir, split, allow_missing=allow_missing,
                         allow_missing_advice="pass --allow-missing")
+    if df.empty:
+        # allow_missing dropped every listed video: the root is wrong, not the download
+        raise ValueError(f"--root {root}: none of the videos listed in split {split} is under it; pass the folder "
+                         "that directly holds the class folders (<root>/<ClassName>/<video>.avi)")
     write_manifest(df, out)
     counts = df["subset"].value_counts().to_dict()
     return (f"{out}: {counts.get('train', 0)} train / {counts.get('test', 0)} test videos, "
@@ -536,9 +579,10 @@ def _load_check(rc: Config, path: Path, variant: str) -> dict:
 
 
 def evaluate_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:
-    """Evaluation reads the run's model.pt, its split's manifest and the frame index."""
+    """Evaluation reads the run's model.pt, its split's manifest and coverage record (the
+    official test count in metrics.json) and the frame index."""
     return [paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
-            paths.frames_index(dataset)]
+            paths.coverage(dataset, split), paths.frames_index(dataset)]
 
 
 def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
@@ -597,18 +641,33 @@ def _first_split_manifests(cfg: Config) -> list[Path]:
     return [paths.manifest(d.name, cfg.splits[0]) for d in cfg.datasets]
 
 
+ANCHOR_CSV = Path("results/anchor_check.csv")
+
+
+def _anchor_runs_here(cfg: Config) -> bool:
+    """Whether the anchor check evaluates a published file in this run (one is present for a
+    configured dataset): then Table 6 carries its verdict and waits for it."""
+    from asnet.report.anchor import anchor_runs
+
+    return any(r["status"] == "ready" for r in anchor_runs(cfg))
+
+
 def table6_inputs(cfg: Config) -> list[Path]:
-    """Every configured run's metrics.json and the manifests that give the class counts."""
-    return metric_files(cfg) + _first_split_manifests(cfg)
+    """Every configured run's metrics.json, the manifests that give the class counts and,
+    when the anchor check is part of the run, its result (the caption states its verdict)."""
+    return metric_files(cfg) + _first_split_manifests(cfg) + ([ANCHOR_CSV] if _anchor_runs_here(cfg) else [])
 
 
 def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFrame:
     """Table 6 with the cost of each model (params, forward GMACs per view)."""
+    from asnet.report.anchor import flag_sentence
     from asnet.report.flops import model_cost
     from asnet.report.tables import write_table6
 
     costs = {(d.name, v): model_cost(cfg, _num_classes(cfg, d.name), v) for d in cfg.datasets for v in cfg.variants}
-    return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"), costs=costs)
+    sentence = flag_sentence(out_tex.parent / ANCHOR_CSV.name) if _anchor_runs_here(cfg) else ""
+    return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"), costs=costs,
+                        anchor_sentence=sentence)
 
 
 def figure4_runs(cfg: Config) -> list[Path]:
@@ -804,18 +863,21 @@ def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bo
 def audit_inputs(cfg: Config) -> list[Path]:
     """Every table whose predictions the audit judges, Table 5's and the anchor check's."""
     return [Path("results/table6.tex"), *(Path(f"results/table{k}.tex") for k in (1, 2, 3, 4)),
-            Path("results/table5_predictions.csv"), Path("results/anchor_check.csv")]
+            Path("results/table5_predictions.csv"), Path("results/anchor_check.csv"),
+            *(paths.coverage(d.name, s) for d in cfg.datasets for s in cfg.splits)]
 
 
 def audit(cfg: Config, out_md: Path = Path("results/audit.md")) -> pd.DataFrame:
     """results/audit.{md,csv}: the paper's claims (asnet.report.claims), each judged from this
     run's predictions (rules in asnet.report.audit). Tables whose runs are missing are
     reported as not judged, so the audit can be made from any subset of the targets."""
-    from asnet.report.anchor import audit_lines
-    from asnet.report.audit import write_markdown
+    from asnet.report.anchor import audit_lines, flag_sentence
+    from asnet.report.audit import coverage_lines, write_markdown
     from asnet.report.claims import build_claims
 
-    header = _audit_header(cfg) + "\n".join(audit_lines(out_md.parent / "anchor_check.csv"))
+    anchor = flag_sentence(out_md.parent / "anchor_check.csv")
+    header = (_audit_header(cfg) + "\n".join(coverage_lines(cfg)[0]) + (f"\n\n**{anchor}**" if anchor else "")
+              + "\n".join(audit_lines(out_md.parent / "anchor_check.csv")))
     return write_markdown(build_claims(cfg), header, out_md)
 
 

@@ -85,6 +85,7 @@ def test_rule_inputs_come_from_the_stage_inputs_functions() -> None:
     w = {"dataset": "synthetic_tiny", "split": "1", "variant": "asnet"}
     assert rule_inputs("evaluate", TINY, w) == [str(paths.run_dir("synthetic_tiny", 1, "asnet") / "model.pt"),
                                                 str(paths.manifest("synthetic_tiny", 1)),
+                                                str(paths.coverage("synthetic_tiny", 1)),
                                                 str(paths.frames_index("synthetic_tiny"))]
     assert rule_inputs("train", TINY, w) == [str(paths.manifest("synthetic_tiny", 1)),
                                              str(paths.frames_index("synthetic_tiny"))]

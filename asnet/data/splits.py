@@ -12,6 +12,7 @@ HMDB-51 ships ``<class>_test_split<k>.txt`` files with lines ``<video>.avi <flag
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -272,6 +273,18 @@ def _missing_message(missing: list[str], total: int, root: Path, split: int, dro
     return f"{len(missing)} of {total} videos listed in split {split} are missing under {root}:\n{shown}{more}\n{advice}"
 
 
+def parse_split(dataset: str, splits_dir: Path, split: int) -> pd.DataFrame:
+    """The official lists of one split, every listed video (present on disk or not).
+
+    ``dataset`` is 'ucf101' (also for the synthetic set, alias 'synthetic') or 'hmdb51'."""
+    key = dataset.lower()
+    if key in ("ucf101", "synthetic"):
+        return parse_ucf101_split(splits_dir, split)
+    if key == "hmdb51":
+        return parse_hmdb51_split(splits_dir, split)
+    raise ValueError(f"unknown dataset {dataset!r}; expected 'ucf101', 'synthetic' or 'hmdb51'")
+
+
 def build_manifest(
     dataset: str, root: Path | None, splits_dir: Path, split: int, allow_missing: bool = False,
     allow_missing_advice: str = "pass allow_missing=True",
@@ -284,13 +297,7 @@ def build_manifest(
     with ``allow_missing`` are logged and dropped; ``allow_missing_advice`` is how the error
     tells the caller to allow them (the config key, the CLI flag or this argument).
     """
-    key = dataset.lower()
-    if key in ("ucf101", "synthetic"):
-        df = parse_ucf101_split(splits_dir, split)
-    elif key == "hmdb51":
-        df = parse_hmdb51_split(splits_dir, split)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; expected 'ucf101', 'synthetic' or 'hmdb51'")
+    df = parse_split(dataset, splits_dir, split)
     if root is None:
         return df
     root = Path(root)
@@ -324,3 +331,45 @@ def write_manifest(df: pd.DataFrame, out: Path) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.loc[:, list(MANIFEST_COLUMNS)].to_csv(out, index=False, lineterminator="\n")
+
+
+def coverage_path(manifest: Path) -> Path:
+    """The coverage record written beside a split's manifest (``split1.csv`` -> ``split1_coverage.json``)."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.stem}_coverage.json")
+
+
+def split_coverage(official: pd.DataFrame, manifest: pd.DataFrame, allow_missing: bool, synthetic: bool = False,
+                   ) -> dict[str, object]:
+    """How much of the official split lists a manifest holds: per subset, videos listed
+    (official), present and missing, and classes present against the official classes.
+
+    The official counts come from the split lists themselves, so a manifest reduced by
+    ``allow_missing`` cannot pass for the full test set downstream."""
+    record: dict[str, object] = {"allow_missing": bool(allow_missing), "synthetic": bool(synthetic)}
+    for subset in ("train", "test"):
+        listed = int((official["subset"] == subset).sum())
+        present = int((manifest["subset"] == subset).sum())
+        record[subset] = {"listed": listed, "present": present, "missing": listed - present}
+    official_classes = sorted(set(official["class_name"]))
+    train_classes = set(manifest.loc[manifest["subset"] == "train", "class_name"])
+    record["classes"] = {
+        "official": len(official_classes),
+        "present": int(manifest["class_name"].nunique()),
+        "with_train_videos": len(train_classes),
+        "without_train_videos": [c for c in official_classes if c not in train_classes],
+    }
+    return record
+
+
+def coverage_phrase(evaluated: int, official: int, allow_missing: bool | None = None) -> str:
+    """"N of M official test videos", with allow_missing named when it made the difference."""
+    note = " (allow_missing)" if allow_missing and evaluated < official else ""
+    return f"{evaluated} of {official} official test videos{note}"
+
+
+def read_coverage(manifest: Path) -> dict[str, object] | None:
+    """The coverage record beside ``manifest``, or None where prepare wrote none (a manifest
+    made by hand or by `asnet manifest`)."""
+    path = coverage_path(manifest)
+    return json.loads(path.read_text()) if path.exists() else None

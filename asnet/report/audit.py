@@ -16,12 +16,16 @@ Every verdict is computed from the runs' per-video predictions, never typed in:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from asnet import paths
+from asnet.config import Config
 from asnet.report.stats import bootstrap_ci, mcnemar_p
 
 ALPHA = 0.05
@@ -126,14 +130,21 @@ def load_predictions(eval_dirs: list[Path]) -> pd.DataFrame:
     return pd.concat(frames).set_index(["split", "video"])
 
 
-def absolute_claim(claim: Claim, rows: list[tuple[str, str, pd.DataFrame, float | None]]) -> None:
+def absolute_claim(claim: Claim, rows: list[tuple[str, str, pd.DataFrame, float | None]],
+                   not_compared: dict[str, str] | None = None) -> None:
     """rows: (dataset, model label, predictions, paper value). Reproduces if every paper value
-    on its own dataset lies in our 95% interval."""
+    on its own dataset lies in our 95% interval; a dataset in `not_compared` (too few of its
+    official test videos, see report.min_coverage) is shown with that reason instead."""
     verdicts = []
+    skipped = []
     for dataset, label, pred, paper in rows:
         acc = 100 * pred["correct"].mean()
         lo, hi = (100 * v for v in bootstrap_ci(pred["correct"].to_numpy()))
-        if dataset in REAL and paper is not None and not np.isnan(paper):
+        if dataset in REAL and dataset in (not_compared or {}):
+            skipped.append(dataset)
+            claim.details.append(f"{REAL[dataset]} {label}: ours {acc:.1f} (95% CI {lo:.1f}-{hi:.1f}); "
+                                 f"{not_compared[dataset]}")
+        elif dataset in REAL and paper is not None and not np.isnan(paper):
             ok = lo <= paper <= hi
             verdicts.append(ok)
             claim.details.append(f"{REAL[dataset]} {label}: ours {acc:.1f} (95% CI {lo:.1f}-{hi:.1f}), paper {paper:.1f}"
@@ -144,6 +155,8 @@ def absolute_claim(claim: Claim, rows: list[tuple[str, str, pd.DataFrame, float 
     claim.ours = "; ".join(d.split(" -> ")[0] for d in claim.details[:4])
     if verdicts:
         claim.verdict = "reproduces" if all(verdicts) else "does not reproduce"
+    elif skipped:
+        claim.verdict = "not compared"
     else:
         claim.verdict = "cannot judge"
         claim.details.append("The paper's numbers are for UCF-101/HMDB-51 with Kinetics-pretrained weights; "
@@ -163,14 +176,51 @@ def comparative_claim(claim: Claim, comparisons: list[Comparison]) -> None:
                   + (" ..." if len(comparisons) > 3 else ""))
 
 
+def dataset_coverage(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Per configured dataset, its test videos present in the manifests and listed in the
+    official lists over the configured splits (from prepare's coverage records; a dataset
+    without records is left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in cfg.datasets:
+        files = [paths.coverage(d.name, s) for s in cfg.splits]
+        if not all(f.exists() for f in files):
+            continue
+        recs = [json.loads(f.read_text()) for f in files]
+        out[d.name] = {"present": sum(r["test"]["present"] for r in recs), "listed": sum(r["test"]["listed"] for r in recs),
+                       "allow_missing": any(r["allow_missing"] for r in recs),
+                       "synthetic": all(r.get("synthetic", False) for r in recs)}
+    return out
+
+
+def coverage_lines(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    """The audit's coverage paragraph ("N of M official test videos" per dataset) and, per
+    real dataset below report.min_coverage, why its numbers are not compared with the paper's."""
+    from asnet.data.splits import coverage_phrase
+
+    cov = dataset_coverage(cfg)
+    lines, below = [], {}
+    for name, c in cov.items():
+        if c["synthetic"] and c["present"] == c["listed"]:
+            continue  # generated complete: nothing to say
+        phrase = coverage_phrase(c["present"], c["listed"], c["allow_missing"])
+        lines.append(f"- {name}, splits {list(cfg.splits)}: {phrase}")
+        if c["listed"] and c["present"] / c["listed"] < cfg.report.min_coverage:
+            below[name] = (f"not compared with the paper: {phrase}, below report.min_coverage "
+                           f"{cfg.report.min_coverage:g}")
+    if lines:
+        lines = ["", "Coverage of the official test lists (M from the official lists, not the manifests):", "", *lines]
+    return lines, below
+
+
 def write_markdown(claims: list[Claim], header: str, out_md: Path) -> pd.DataFrame:
     """results/audit.md (summary table + details per claim) and results/audit.csv."""
     df = pd.DataFrame([{"id": c.id, "claim": c.claim, "source": c.source, "paper": c.paper, "ours": c.ours,
                         "verdict": c.verdict} for c in claims])
     counts = df["verdict"].value_counts()
+    # "not compared" (coverage below report.min_coverage) only appears when it happened
+    shown = ("reproduces", "does not reproduce", "cannot judge") + (("not compared",) if counts.get("not compared") else ())
     lines = [header, "",
-             "Summary: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduces", "does not reproduce",
-                                                                          "cannot judge")) + ".", "",
+             "Summary: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in shown) + ".", "",
              "| # | Claim | Paper | Verdict |", "|---|---|---|---|"]
     lines += [f"| {c.id} | {c.claim} ({c.source}) | {c.paper} | **{c.verdict}** |" for c in claims]
     for c in claims:

@@ -18,6 +18,7 @@ from asnet.report.audit import (
     Claim,
     absolute_claim,
     comparative_claim,
+    coverage_lines,
     holm,
     load_predictions,
     paired,
@@ -31,6 +32,8 @@ from asnet.variants import EXPERIMENTS, LABELS, TABLE2_BACKBONES, run_variant
 def build_claims(cfg: Config) -> list[Claim]:
     """The 10 claims of results/audit.md, judged from the runs `cfg` configures."""
     papers = pd.read_csv(PAPER_NUMBERS)
+    # real datasets with too few official test videos: ours are reported, never set against the paper's
+    below = coverage_lines(cfg)[1]
 
     def paper(table: str, dataset: str, row: str, col: str) -> float | None:
         hit = papers[(papers["table"] == table) & (papers["dataset"] == dataset) & (papers["row"] == row)
@@ -50,7 +53,7 @@ def build_claims(cfg: Config) -> list[Claim]:
         if pa is None or pb is None:
             return None
         c = paired(name, pa, pb)
-        c.paper_gain = paper_gain if dataset in ("ucf101", "hmdb51") else None
+        c.paper_gain = paper_gain if dataset in ("ucf101", "hmdb51") and dataset not in below else None
         return c
 
     def pg(text_rows: list[tuple[str, float | None]]) -> str:
@@ -65,7 +68,7 @@ def build_claims(cfg: Config) -> list[Claim]:
     rows = [(d.name, v, p, paper("table6", d.name, v, "top1_mean3")) for d in cfg.datasets for v in ("single", "asnet")
             if (p := preds(d.name, v, cfg.splits)) is not None]
     if rows:
-        absolute_claim(c, rows)
+        absolute_claim(c, rows, below)
     else:
         c.ours = "not run"
     claims.append(c)
@@ -160,4 +163,8 @@ def build_claims(cfg: Config) -> list[Claim]:
     else:
         c.ours = "no ground-truth boxes (real datasets): see results/figure5.png"
     claims.append(c)
+    for claim in claims:
+        for name, why in below.items():
+            if any(name in d for d in claim.details) and not any(why in d for d in claim.details):
+                claim.details.append(f"{name}: the paper's numbers are {why}")
     return claims

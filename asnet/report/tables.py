@@ -141,9 +141,11 @@ def write_table6(
     caption: str | None = None,
     paper_column: bool = True,
     costs: dict[tuple[str, str], dict] | None = None,
+    anchor_sentence: str = "",
 ) -> pd.DataFrame:
     """Aggregate metrics over splits and write results/table6.{csv,tex} (and the long form
-    with every metric, e.g. the SPA IoUs, as <name>_metrics.csv)."""
+    with every metric, e.g. the SPA IoUs, as <name>_metrics.csv); `anchor_sentence` (the
+    anchor check's verdict, when it ran) ends the caption."""
     metrics = collect_metrics(metric_files)
     wide = table6_frame(metrics, variant_order, paper_column, costs)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -158,9 +160,33 @@ def write_table6(
     if costs:
         caption += (" Params: model + SPA agent. GMACs/view: forward multiply-adds per clip"
                     " (torch FlopCounterMode), SPA's test-time rollouts included; Views: clips per video.")
-    caption += excluded_note(metrics) + views_note(metrics)
+    caption += excluded_note(metrics) + views_note(metrics) + coverage_note(metrics)
+    if anchor_sentence:
+        caption += " " + anchor_sentence
     out_tex.write_text(to_latex(wide, caption, f"tab:{out_tex.stem}"))
     return wide
+
+
+def coverage_note(metrics: pd.DataFrame) -> str:
+    """Caption sentence: per (dataset, split) of a real dataset, or of any dataset evaluated on
+    fewer than its official test videos, "N of M official test videos" (M from the official
+    lists, not the manifest); "" for complete synthetic sets and metrics without the count."""
+    from asnet.data.splits import coverage_phrase
+
+    if "videos_official" not in metrics.columns:
+        return ""
+    rows = metrics.dropna(subset=["videos_official"]).drop_duplicates(["dataset", "split"])
+    synthetic = rows.get("dataset_synthetic", pd.Series(False, index=rows.index)).fillna(False).astype(bool)
+    short = rows["videos_evaluated"] < rows["videos_official"]
+    rows = rows[~synthetic | short]
+    if rows.empty:
+        return ""
+    parts = [f"{r.dataset} split {r.split}: "
+             + coverage_phrase(int(r.videos_evaluated), int(r.videos_official), bool(getattr(r, "allow_missing", False)))
+             for r in rows.sort_values(["dataset", "split"]).itertuples()]
+    below = bool((rows["videos_evaluated"] < rows["videos_official"]).any())
+    tail = " (fewer than the paper's test set: not comparable with its numbers)" if below else ""
+    return " Coverage: " + "; ".join(parts).replace("_", "\\_") + tail + "."
 
 
 def excluded_note(metrics: pd.DataFrame) -> str:
@@ -243,6 +269,8 @@ def write_experiment_table(table: str, rows: list[dict], out_tex: Path) -> pd.Da
     caption = (f"{_TITLES.get(table, table)}. Top-1 (\\%) on split 1 with a 95\\% bootstrap interval over test "
                "videos and McNemar's p against the same backbone's single stream; the paper's values "
                "(Kinetics-pretrained) for reference, Diff = ours - paper's on the same dataset.")
+    caption += coverage_note(pd.DataFrame([{"dataset": r["dataset"], "split": 1,
+                                            **_flat(json.loads(Path(r["metrics"]).read_text()))} for r in rows]))
     out_tex.write_text(to_latex(wide.drop(columns=["run"]), caption, f"tab:{out_tex.stem}",
                                 {"McNemar p vs single": "{:.3f}"}))
     return wide

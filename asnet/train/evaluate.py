@@ -44,6 +44,7 @@ from tqdm import tqdm
 from asnet.config import Config, EvalConfig
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import Frames, box_iou, centre_crop_boxes, square_at
+from asnet.data.splits import read_coverage
 from asnet.device import Runtime, configure_backends, select_runtime, set_threads
 from asnet.progress import CONSOLE, due
 from asnet.spa.agent import ActorCritic
@@ -170,13 +171,16 @@ def evaluate_videos(
     provenance: dict[str, Any] | None = None,
     workers: int = 0,
     pin_memory: bool = False,
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `test_df`'s videos with `score_fn` under the `views` protocol; write
     metrics.json, predictions.csv, scores.npz and confusion.png into `out_dir`.
 
     `max_clips` > 0 keeps only each video's first clips (all their views). Videos the
     frame index marks excluded are not evaluated but counted (videos_excluded). `workers`
-    DataLoader workers read and decode the videos ahead of the model (in order)."""
+    DataLoader workers read and decode the videos ahead of the model (in order). `coverage`
+    (the split's record from `prepare`, asnet.data.splits.split_coverage) adds the official
+    test count (videos_official), so a manifest reduced by allow_missing reads as such."""
     ds = VideoClips(test_df, frames_dir, clip_len, views)
     out_dir = Path(out_dir)
     clip_scores, clip_video, clip_view, clip_start = [], [], [], []
@@ -236,6 +240,7 @@ def evaluate_videos(
         "videos_evaluated": len(rows),
         "videos_excluded": ds.n_excluded,
         "clips": int(len(arrays["clip_video"])),  # views scored: clips x crops
+        **_coverage_fields(coverage),
         **(provenance or {}),
     }
     for name, vals in extras.items():
@@ -247,6 +252,14 @@ def evaluate_videos(
     confusion_figure(labels, pred, video_scores.shape[1] if rows else 1, class_names(test_df), out_dir / "confusion.png",
                      title=f"{variant} ({views}): top-1 {metrics['top1']:.3f}")
     return metrics
+
+
+def _coverage_fields(coverage: dict[str, Any] | None) -> dict[str, Any]:
+    """metrics.json's official test count and how the manifest was reduced ({} without a record)."""
+    if coverage is None:
+        return {}
+    return {"videos_official": int(coverage["test"]["listed"]), "allow_missing": bool(coverage["allow_missing"]),
+            "dataset_synthetic": bool(coverage.get("synthetic", False))}
 
 
 def evaluate_run(
@@ -281,4 +294,5 @@ def evaluate_run(
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
                            max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance,
-                           workers=cfg.train.workers, pin_memory=rt.device.type == "cuda")
+                           workers=cfg.train.workers, pin_memory=rt.device.type == "cuda",
+                           coverage=read_coverage(Path(manifest_path)))

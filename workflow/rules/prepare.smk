@@ -1,7 +1,9 @@
-# Synthetic set generation (when configured) and one manifest per split.
+# Synthetic set generation (when configured), one manifest per split and its coverage of
+# the official lists.
 rule prepare:
     output:
         manifests=[str(paths.manifest("{dataset}", s)) for s in CFG.splits],
+        coverage=[str(paths.coverage("{dataset}", s)) for s in CFG.splits],
     log:
         "results/logs/{dataset}/prepare.log",
     benchmark:
