@@ -861,9 +861,12 @@ def table5(cfg: Config, out_tex: Path = Path("results/table5.tex"), progress: bo
 
 
 def audit_inputs(cfg: Config) -> list[Path]:
-    """Every table whose predictions the audit judges, Table 5's and the anchor check's."""
-    return [Path("results/table6.tex"), *(Path(f"results/table{k}.tex") for k in (1, 2, 3, 4)),
-            Path("results/table5_predictions.csv"), Path("results/anchor_check.csv"),
+    """The tables the audit judges (report.audit_tables: Table 5 through its predictions), the
+    anchor check (its verdict heads the audit whatever tables were made) and the coverage records."""
+    tables = cfg.report.audit_tables
+    return [*(Path(f"results/{t}.tex") for t in tables if t != "table5"),
+            *([Path("results/table5_predictions.csv")] if "table5" in tables else []),
+            Path("results/anchor_check.csv"),
             *(paths.coverage(d.name, s) for d in cfg.datasets for s in cfg.splits)]
 
 

@@ -53,3 +53,19 @@ def test_paired_values_sign_test() -> None:
     centre = pd.Series(np.full(30, 0.1), index=idx)
     c = paired_values("iou", spa, centre)
     assert (c.b, c.c) == (30, 0) and c.p < 1e-6 and c.diff_lo > 0
+
+
+def test_audit_waits_only_for_the_tables_it_is_asked_to_judge() -> None:
+    """report.audit_tables: [table6] makes the audit of a Table 6 run (the anchor check and the
+    coverage records always), without Table 2's backbones; by default it waits for every table."""
+    from asnet.config import ConfigError, load_config
+    from asnet.stages import audit_inputs
+
+    full = {str(p) for p in audit_inputs(load_config(overrides=["preset=tiny"]))}
+    assert {"results/table2.tex", "results/table5_predictions.csv", "results/table6.tex",
+            "results/anchor_check.csv"} <= full
+    only6 = {str(p) for p in audit_inputs(load_config(overrides=["preset=tiny", "report.audit_tables=[table6]"]))}
+    assert {"results/table6.tex", "results/anchor_check.csv"} <= only6
+    assert not any(p.startswith(("results/table1", "results/table2", "results/table5")) for p in only6)
+    with pytest.raises(ConfigError, match="report.audit_tables"):
+        load_config(overrides=["preset=tiny", "report.audit_tables=[table7]"])
