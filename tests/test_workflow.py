@@ -197,3 +197,23 @@ def test_a_job_error_ends_the_job_log_with_the_cli_line(tmp_path: Path) -> None:
         "Snakemake's --configfile) to that folder (see docs/real-data.md)"
     )
     assert any(line.startswith("Traceback") for line in lines[:-1])
+
+
+def test_a_job_error_of_many_lines_ends_the_log_with_its_first_line(tmp_path: Path) -> None:
+    """A message that lists things (here: the missing videos of the official UCF-101 lists)
+    stays whole in the job log, and the log's last line is still the one `asnet ... error:` line."""
+    lists = REPO.parent / "shared" / "datasets" / "ucf101" / "ucfTrainTestlist"
+    if not lists.is_dir():
+        pytest.skip(f"the official UCF-101 split lists are not at {lists}")
+    (tmp_path / "videos" / "ApplyEyeMakeup").mkdir(parents=True)
+    config = tmp_path / "ucf.yaml"
+    config.write_text("preset: tiny\ndatasets: [{name: ucf_tiny, kind: ucf101, "
+                      f"root: {tmp_path / 'videos'}, splits_dir: {lists}}}]\n")
+    proc = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "data/ucf_tiny/manifests/split1.csv",
+                                       "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (tmp_path / "results" / "logs" / "ucf_tiny" / "prepare.log").read_text()
+    last = text.rstrip("\n").splitlines()[-1]
+    assert last.startswith("asnet prepare: error: ") and last.endswith("(in full above)"), last
+    assert "... and 13300 more" in text and "allow_missing: true" in text

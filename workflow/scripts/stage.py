@@ -33,5 +33,9 @@ try:
              threads=job.threads)
 except EXPECTED_ERRORS as exc:
     traceback.print_exc(file=sys.stderr)
-    print(error_line(stage_of_rule(job.rule).command, exc), file=sys.stderr, flush=True)
+    line = error_line(stage_of_rule(job.rule).command, exc)
+    if "\n" in line:  # a message with a list (missing videos, ...): in full, then its one line last
+        print(line, file=sys.stderr)
+        line = f"{line.splitlines()[0]} (in full above)"
+    print(line, file=sys.stderr, flush=True)
     sys.exit(1)
