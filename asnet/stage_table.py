@@ -20,7 +20,6 @@ from asnet import stages
 from asnet.config import Config, resolved_yaml
 from asnet.plan.gpus import DEFAULT_GPU, GPU_CLASSES
 from asnet.plan.jobs import TARGETS as PLAN_TARGETS
-from asnet.plan.table import show as show_plan
 from asnet.report.html import PAGES
 
 REQUIRED = object()  # an Arg without a default must be given
@@ -83,6 +82,12 @@ def _quiet(_: Any) -> str:
 DATASET = Arg("dataset", help="a configured dataset (or the pretraining source)")
 SPLIT = Arg("split", int)
 VARIANT = Arg("variant", help="a variant of asnet.variants")
+
+
+def _show_plan(df: pd.DataFrame) -> str:
+    from asnet.plan.table import show  # imports torch: only when a plan is shown
+
+    return show(df)
 
 
 def _out(default: str, kwarg: str) -> Arg:
@@ -158,7 +163,7 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
            Arg("gpu", default=DEFAULT_GPU, choices=tuple(GPU_CLASSES), help="GPU class of the hours column"),
            Arg("measure", action="store_true", default=False,
                help="time 20 real steps of each case on this machine's device instead of the assumed TFLOP/s")),
-          rules=("plan",), progress=False, show=show_plan),
+          rules=("plan",), progress=False, show=_show_plan),
     Stage("config", resolved_yaml, "print the resolved configuration (preset + config file + --set) "
           "as a config file: every key a run sees", progress=False, show=lambda text: text.rstrip("\n")),
     Stage("manifest", stages.split_manifest, "build one split's manifest CSV from official split lists",

@@ -7,6 +7,16 @@
 * :mod:`asnet.plan.table`: the plan table (results/plan.csv).
 """
 
-from asnet.plan.step import oom_message, step_peak_bytes
+from typing import Any
 
 __all__ = ["oom_message", "step_peak_bytes"]
+
+
+def __getattr__(name: str) -> Any:
+    # asnet.plan.step imports torch: loaded on first use, so that importing the GPU classes or
+    # the targets (the CLI, the Snakefile planning the workflow) stays cheap.
+    if name in __all__:
+        from asnet.plan import step
+
+        return getattr(step, name)
+    raise AttributeError(f"module 'asnet.plan' has no attribute {name!r}")
