@@ -174,6 +174,15 @@ def test_snakemake_reads_yaml12_floats_and_checks_arch_depth(tmp_path: Path) -> 
     assert "model.depth: resnet has no depth 121" in proc.stdout + proc.stderr
 
 
+def _failed_prepare_log(tmp_path: Path, config: Path) -> str:
+    """Run the prepare job of dataset ucf_tiny under Snakemake with `config`; it must fail: its log."""
+    proc = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "data/ucf_tiny/manifests/split1.csv",
+                                       "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return (tmp_path / "results" / "logs" / "ucf_tiny" / "prepare.log").read_text()
+
+
 def test_a_job_error_ends_the_job_log_with_the_cli_line(tmp_path: Path) -> None:
     """An expected error in a job (here: split lists not where `splits_dir` says) leaves its
     traceback in the job's log for debugging and, as the log's last line, the one line
@@ -184,11 +193,7 @@ def test_a_job_error_ends_the_job_log_with_the_cli_line(tmp_path: Path) -> None:
     config = tmp_path / "ucf.yaml"
     config.write_text("preset: tiny\ndatasets: [{name: ucf_tiny, kind: ucf101, "
                       f"root: {tmp_path / 'videos'}, splits_dir: {tmp_path / 'raw'}}}]\n")
-    proc = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "data/ucf_tiny/manifests/split1.csv",
-                                       "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = (tmp_path / "results" / "logs" / "ucf_tiny" / "prepare.log").read_text().rstrip("\n").splitlines()
+    lines = _failed_prepare_log(tmp_path, config).rstrip("\n").splitlines()
     assert lines[-1] == (
         f"asnet prepare: error: datasets[ucf_tiny].splits_dir: split file not found: {tmp_path / 'raw' / 'classInd.txt'} "
         f"(classInd.txt is in {tmp_path / 'raw' / 'ucfTrainTestlist'}: is that the split lists' folder?); splits_dir is "
@@ -209,11 +214,7 @@ def test_a_job_error_of_many_lines_ends_the_log_with_its_first_line(tmp_path: Pa
     config = tmp_path / "ucf.yaml"
     config.write_text("preset: tiny\ndatasets: [{name: ucf_tiny, kind: ucf101, "
                       f"root: {tmp_path / 'videos'}, splits_dir: {lists}}}]\n")
-    proc = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "data/ucf_tiny/manifests/split1.csv",
-                                       "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = (tmp_path / "results" / "logs" / "ucf_tiny" / "prepare.log").read_text()
+    text = _failed_prepare_log(tmp_path, config)
     last = text.rstrip("\n").splitlines()[-1]
     assert last.startswith("asnet prepare: error: ") and last.endswith("(in full above)"), last
     assert "... and 13300 more" in text and "allow_missing: true" in text
