@@ -16,7 +16,13 @@ def manifest(dataset: str, split: int) -> Path:
 
 def coverage(dataset: str, split: int) -> Path:
     """How much of the official split lists the split's manifest holds (written by prepare)."""
-    return Path("data") / dataset / "manifests" / f"split{split}_coverage.json"
+    return coverage_of(manifest(dataset, split))
+
+
+def coverage_of(manifest_path: Path) -> Path:
+    """The coverage record beside a manifest (``split1.csv`` -> ``split1_coverage.json``)."""
+    manifest_path = Path(manifest_path)
+    return manifest_path.with_name(f"{manifest_path.stem}_coverage.json")
 
 
 def frames_dir(dataset: str) -> Path:

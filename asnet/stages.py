@@ -22,6 +22,7 @@ from asnet.config import (
     uses_pretrain,
     with_overrides,
 )
+from asnet.plan.gpus import DEFAULT_GPU
 from asnet.variants import run_variant
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def _checked_coverage(ds: DatasetConfig, root: Path, splits_dir: Path, split: in
     fix = (f"set datasets[{ds.name}].root in {IN_CONFIG} to the folder that directly holds the class folders "
            "(<root>/<ClassName>/<video>.avi)")
     if df.empty:
-        raise ConfigError(f"datasets[{ds.name}].root: none of the {len(parse_split(ds.kind, splits_dir, split))} "
+        listed = record["train"]["listed"] + record["test"]["listed"]
+        raise ConfigError(f"datasets[{ds.name}].root: none of the {listed} "
                           f"videos listed in split {split} is under {root} (datasets[{ds.name}].allow_missing "
                           f"dropped them all); {fix}")
     dropped = record["classes"]["without_train_videos"]
@@ -974,7 +976,7 @@ def runtime(out_csv: Path = Path("results/runtime.csv")) -> pd.DataFrame:
     return write_runtime(out_csv)
 
 
-def plan(cfg: Config, out_csv: Path = Path("results/plan.csv"), target: str = "table6", gpu: str = "a100-40",
+def plan(cfg: Config, out_csv: Path = Path("results/plan.csv"), target: str = "table6", gpu: str = DEFAULT_GPU,
          measure: bool = False) -> pd.DataFrame:
     """results/plan.csv: what every training and evaluation job of `target` costs on a GPU
     (peak memory of one step measured on fake tensors, FLOPs, steps, GPU hours on `gpu`,

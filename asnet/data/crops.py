@@ -127,8 +127,6 @@ def pixel_window(box: Tensor | list[float], height: int, width: int) -> tuple[in
     return x0, y0, x1, y1
 
 
-
-
 def pixel_windows(boxes: Tensor, heights: Tensor, widths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`pixel_window` of every box, as tensors on the boxes' device (no host reads). -> 4 x (B,)"""
     h, w = heights.to(boxes.device, torch.float32), widths.to(boxes.device, torch.float32)
@@ -261,19 +259,19 @@ _AFFINE: dict[tuple[Normalisation, str, int], tuple[Tensor, Tensor]] = {}
 
 def _normalise_(x: Tensor, norm: Normalisation) -> Tensor:
     """Normalise float32 grey levels (B, 3, ...) in place: no temporaries of the batch's size."""
+    fake = torch._subclasses.fake_tensor.is_fake(x)  # asnet.plan's fake step: no real tensor to cache
     key = (norm, str(x.device), x.dim())
-    if key not in _AFFINE or torch._subclasses.fake_tensor.is_fake(x):
+    pair = None if fake else _AFFINE.get(key)
+    if pair is None:
         # (p / 255 * v - m) / s == (p - m * 255 / v) / (s * 255 / v): one affine map of the pixels.
         to_pixels = 255.0 / norm.value_scale
         shape = (1, 3) + (1,) * (x.dim() - 2)
         m = torch.tensor(norm.mean, dtype=torch.float32).view(shape) * to_pixels
         s = torch.tensor(norm.std, dtype=torch.float32).view(shape) * to_pixels
         pair = (m.to(x.device, non_blocking=True), s.to(x.device, non_blocking=True))
-        if torch._subclasses.fake_tensor.is_fake(x):
-            return x.sub_(pair[0]).div_(pair[1])
-        _AFFINE[key] = pair  # one copy per device: not two small host-to-device copies per crop
-    m, s = _AFFINE[key]
-    return x.sub_(m).div_(s)
+        if not fake:
+            _AFFINE[key] = pair  # one copy per device: not two small host-to-device copies per crop
+    return x.sub_(pair[0]).div_(pair[1])
 
 
 def crop_resize(

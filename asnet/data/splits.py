@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from asnet import paths
+
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("video", "path", "label", "class_name", "subset")
@@ -333,12 +335,6 @@ def write_manifest(df: pd.DataFrame, out: Path) -> None:
     df.loc[:, list(MANIFEST_COLUMNS)].to_csv(out, index=False, lineterminator="\n")
 
 
-def coverage_path(manifest: Path) -> Path:
-    """The coverage record written beside a split's manifest (``split1.csv`` -> ``split1_coverage.json``)."""
-    manifest = Path(manifest)
-    return manifest.with_name(f"{manifest.stem}_coverage.json")
-
-
 def split_coverage(official: pd.DataFrame, manifest: pd.DataFrame, allow_missing: bool, synthetic: bool = False,
                    ) -> dict[str, object]:
     """How much of the official split lists a manifest holds: per subset, videos listed
@@ -371,5 +367,5 @@ def coverage_phrase(evaluated: int, official: int, allow_missing: bool | None = 
 def read_coverage(manifest: Path) -> dict[str, object] | None:
     """The coverage record beside ``manifest``, or None where prepare wrote none (a manifest
     made by hand or by `asnet manifest`)."""
-    path = coverage_path(manifest)
+    path = paths.coverage_of(manifest)
     return json.loads(path.read_text()) if path.exists() else None

@@ -33,16 +33,14 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from asnet.config import Config, with_overrides
 from asnet.device import Runtime
 from asnet.memory import LiveBytes
 from asnet.models import build_model
-from asnet.report.flops import spa_clip_shape
 from asnet.spa.agent import ActorCritic
-from asnet.spa.rollout import SPATIAL_GRID, state_dim
+from asnet.spa.rollout import state_dim
 from asnet.variants import Variant, get_variant
 
 GIB = 1024**3
@@ -113,56 +111,6 @@ def _parts(cfg: Config, variant: Variant, num_classes: int, rt: Runtime):
     # No GradScaler: its step reads found_inf with .item(), which fake tensors cannot; it only
     # adds scalars (it unscales the gradients in place).
     return Parts(model, opt, None, agent, agent_opt, None)  # type: ignore[arg-type]
-
-
-def _clips(rt: Runtime, n: int, frames: int, size: int) -> torch.Tensor:
-    """A batch of `n` network inputs (n, 3, frames, size, size) on the device, as Runtime.to_input gives them."""
-    return rt.to_input(torch.empty(n, 3, frames, size, size, device=rt.device))
-
-
-def _episode_states(model: torch.nn.Module, cfg: Config, rt: Runtime, n: int, steps: int, train: bool) -> torch.Tensor:
-    """SPA's episode on `n` clips as asnet.spa.rollout.run_episode runs it (CNN fixed, eval
-    mode, no autograd): the scene's feature map, then one patch embedding and head evaluation
-    for the initial box and each step that needs one. Returns the states (steps, n, S)."""
-    t_spa, s_spa = spa_clip_shape(cfg)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        with rt.autocast():
-            fmap = model.backbone.feature_map(_clips(rt, n, t_spa, s_spa)).float()
-        s_g = F.adaptive_avg_pool3d(fmap, 1).flatten(1)
-        s_map = F.adaptive_avg_pool3d(fmap, SPATIAL_GRID).flatten(1)
-
-        def embed() -> tuple[torch.Tensor, torch.Tensor]:
-            with rt.autocast():
-                s_p = model.features(_clips(rt, n, t_spa, s_spa)).float()
-            return s_p, model.head(s_g, s_p).float()
-
-        s_p, s_l = embed()
-        states = []
-        for step in range(steps):
-            extra = [s_map, torch.zeros(n, 4, device=rt.device)] if cfg.spa.state == "spatial" else []
-            states.append(torch.cat([s_g, s_p, s_l, *extra], dim=1))
-            if train or step < steps - 1:
-                s_p, s_l = embed()
-    model.train(was_training)
-    return torch.stack(states)
-
-
-def _ppo_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, states: torch.Tensor, minibatch: int) -> None:
-    """One PPO minibatch step of the agent (forward, backward, AdamW step); the loss's terms
-    differ from asnet.spa.ppo's (those read values back with .item()), its tensors are alike."""
-    flat = states.reshape(-1, states.shape[-1])[:minibatch]
-    validate = torch.distributions.Distribution._validate_args
-    torch.distributions.Distribution.set_default_validate_args(False)  # validation reads values
-    try:
-        dist, value = agent(flat)
-        loss = value.square().mean() + dist.mean.sum()
-    finally:
-        torch.distributions.Distribution.set_default_validate_args(validate)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 def frame_size(cfg: Config) -> tuple[int, int]:

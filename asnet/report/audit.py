@@ -16,7 +16,6 @@ Every verdict is computed from the runs' per-video predictions, never typed in:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,12 +179,13 @@ def dataset_coverage(cfg: Config) -> dict[str, dict[str, Any]]:
     """Per configured dataset, its test videos present in the manifests and listed in the
     official lists over the configured splits (from prepare's coverage records; a dataset
     without records is left out)."""
+    from asnet.data.splits import read_coverage
+
     out: dict[str, dict[str, Any]] = {}
     for d in cfg.datasets:
-        files = [paths.coverage(d.name, s) for s in cfg.splits]
-        if not all(f.exists() for f in files):
+        recs = [read_coverage(paths.manifest(d.name, s)) for s in cfg.splits]
+        if any(r is None for r in recs):
             continue
-        recs = [json.loads(f.read_text()) for f in files]
         out[d.name] = {"present": sum(r["test"]["present"] for r in recs), "listed": sum(r["test"]["listed"] for r in recs),
                        "allow_missing": any(r["allow_missing"] for r in recs),
                        "synthetic": all(r.get("synthetic", False) for r in recs)}
