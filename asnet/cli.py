@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 
 from asnet.config import ConfigError, load_config
+from asnet.data.store import StoreError
+from asnet.disk import DiskFullError
 from asnet.stage_table import REQUIRED, STAGES, Arg
 
 
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Bad input (config, overrides, missing inputs, unreadable checkpoints): one line for the user,
-# no traceback. Anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, pickle.UnpicklingError)
+# Bad input (config, overrides, missing inputs, unreadable checkpoints or frame files) and a
+# full disk: one line for the user, no traceback. Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, pickle.UnpicklingError, StoreError, DiskFullError)
 
 
 def error_line(command: str, exc: BaseException) -> str:
