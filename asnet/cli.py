@@ -39,7 +39,7 @@ from pathlib import Path
 
 from asnet.config import ConfigError, load_config
 from asnet.data.store import StoreError
-from asnet.disk import DiskFullError
+from asnet.disk import DiskFullError, as_disk_full, is_disk_error
 from asnet.stage_table import REQUIRED, STAGES, Arg
 
 
@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
     except EXPECTED_ERRORS as exc:
         print(error_line(args.command, exc), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if not is_disk_error(exc):
+            raise
+        print(error_line(args.command, as_disk_full(exc)), file=sys.stderr)
         return 2
     return 0
 

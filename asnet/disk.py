@@ -21,10 +21,10 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 class DiskFullError(OSError):
     """Writing under `path` failed because the disk is full, over quota, read-only or failing."""
 
-    def __init__(self, path: Path | str, cause: OSError) -> None:
+    def __init__(self, path: Path | str, cause: OSError, under: bool = False) -> None:
         self.path = Path(path)
         self.cause = cause
-        super().__init__(cause.errno, disk_message(self.path, cause))
+        super().__init__(cause.errno, disk_message(self.path, cause, under))
 
     def __str__(self) -> str:
         return self.strerror or ""
@@ -51,12 +51,14 @@ def _size(n: int | None) -> str:
     raise AssertionError
 
 
-def disk_message(path: Path, cause: OSError) -> str:
-    """The one-line message of a disk failure while writing `path`."""
+def disk_message(path: Path, cause: OSError, under: bool = False) -> str:
+    """The one-line message of a disk failure while writing `path` (a file under the folder
+    `path` when `under`: the write did not say which file)."""
     what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
             errno.EROFS: "the file system is read-only", errno.EIO: "the disk reports an I/O error"}
     reason = what.get(cause.errno or 0, os.strerror(cause.errno or 0) or str(cause))
-    return (f"cannot write {path}: {reason} ({_size(free_bytes(path))} free there); free space (or move "
+    where = f"a file under {path}" if under else str(path)
+    return (f"cannot write {where}: {reason} ({_size(free_bytes(path))} free there); free space (or move "
             "data/ and results/ to a larger disk) and run the same command again: finished work is kept, "
             "nothing written in part is trusted")
 
@@ -64,6 +66,14 @@ def disk_message(path: Path, cause: OSError) -> str:
 def is_disk_error(exc: BaseException) -> bool:
     """An OSError of the disk (full, quota, read-only, I/O), not of the file's contents."""
     return isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and exc.errno in DISK_ERRNOS
+
+
+def as_disk_full(exc: OSError, path: Path | str | None = None) -> DiskFullError:
+    """`exc` (a disk error, `is_disk_error`) as DiskFullError of `path`, else of the file the
+    OSError names, else of the current folder (a write that did not say where)."""
+    if path or exc.filename:
+        return DiskFullError(path or exc.filename, exc)
+    return DiskFullError(Path.cwd(), exc, under=True)
 
 
 @contextmanager
