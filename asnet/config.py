@@ -153,6 +153,9 @@ class TrainConfig:
     # GiB the training process may allocate on its device (0: all of it). On CUDA the
     # allocator is capped at it; on the CPU the first step's measured peak is checked against it.
     memory_limit_gib: float = 0.0
+    # Share of the validation videos whose store files may be unreadable before the run stops
+    # (0: any one stops it, naming the file). Skipped training videos never stop a run.
+    max_val_skipped: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -255,9 +258,10 @@ TRAINING_SECTIONS = ("seed", "frames", "model", "input", "train", "spa", "pretra
 # excludes, but a run learns from the frame store's index, which is the train rule's input
 # (a changed index retrains) and which an extraction never revisits for a changed timeout:
 # the key itself shapes nothing. frames.short_side and frames.fps shape the frames: they stay.
+# train.max_val_skipped decides whether a run stops, never what a finished run learned.
 LAUNCH_ONLY_KEYS = frozenset({
     ("train", "workers"), ("train", "threads"), ("train", "nproc_per_node"),
-    ("train", "deterministic"), ("train", "memory_limit_gib"),
+    ("train", "deterministic"), ("train", "memory_limit_gib"), ("train", "max_val_skipped"),
     ("frames", "workers"), ("frames", "chunks"), ("frames", "timeout_s"),
 })
 

@@ -417,6 +417,68 @@ def train_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Pa
             *map(Path, pretrained_inputs(cfg, variant))]
 
 
+# Per-video versions of the frame stores, bumped when a store file that a run skipped as
+# unreadable changed since (see refresh_store_versions). Outside data/<dataset>, which DVC
+# tracks as the frames stage's output: writing it while planning leaves that output unchanged.
+STORE_VERSIONS = Path("results") / "store_versions.json"
+
+
+def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict[str, dict[str, dict]]:
+    """Bump the version of every video that an existing run of a configured dataset recorded
+    as skipped (`<run_dir>/skipped_videos.csv`, asnet.train.skips) and whose store file has
+    changed since its last skip (repaired, re-extracted, replaced): the train rule's params
+    (`store_version`) then retrain exactly the runs whose split trains that video.
+
+    Only the recorded files are stat'ed. Idempotent: the new file's identity (size, mtime_ns)
+    is kept with the version, and a file is bumped once per change, however many runs recorded
+    it. After the retrain the run no longer lists a readable video, and one still unreadable is
+    recorded with its current identity: planning again bumps nothing, and the runs stay done.
+    The Snakefile calls it while the workflow is planned. Returns {dataset: {video: {version,
+    size, mtime_ns}}}; written atomically, only when a version changed."""
+    from asnet.train import skips
+
+    record = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    changed = False
+    for d in cfg.datasets:
+        runs = paths.run_dir(d.name, 0, "_").parent.parent
+        versions = record.setdefault(d.name, {})
+        for csv in sorted(runs.glob(f"*/*/{skips.RECORD_NAME}")):
+            for video, (file, size, mtime) in skips.last_skips(csv.parent).items():
+                now = list(skips.file_identity(file))
+                entry = versions.get(video)
+                if now == [size, mtime] or (entry is not None and [entry["size"], entry["mtime_ns"]] == now):
+                    continue
+                versions[video] = {"version": (entry["version"] if entry else 0) + 1, "size": now[0],
+                                   "mtime_ns": now[1]}
+                changed = True
+                log.info("%s: %s changed since run %s skipped it: version %d", d.name, file, csv.parent,
+                         versions[video]["version"])
+    record = {k: v for k, v in record.items() if v}
+    if changed:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_json.with_name(f"{out_json.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, out_json)  # parallel planners never see half a file
+    return record
+
+
+def store_version(cfg: Config, dataset: str, split: int, versions_json: Path = STORE_VERSIONS) -> str:
+    """Digest of the store versions of the videos a (dataset, split) run trains and validates
+    on (its manifest's train rows): the train rule's `params`, so a repaired store file that a
+    run skipped retrains it. "" while none of them was ever bumped (every run at first)."""
+    import hashlib
+
+    versions = (json.loads(versions_json.read_text()) if versions_json.is_file() else {}).get(dataset, {})
+    manifest = paths.manifest(dataset, split)
+    if not versions or not manifest.is_file():
+        return ""
+    df = pd.read_csv(manifest, usecols=["video", "subset"], dtype={"video": str})
+    mine = {v: versions[v]["version"] for v in df.loc[df["subset"] == "train", "video"] if v in versions}
+    if not mine:
+        return ""
+    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Path | None = None,
               progress: bool = True) -> Path:
     """The train rule's work: `train`, or torchrun running `asnet train` in
@@ -596,9 +658,12 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
     if not model.exists():
         raise FileNotFoundError(f"{model}: no trained model; run `asnet train --dataset {dataset} --split {split} "
                                 f"--variant {variant}` (or `snakemake {model}`)")
+    # The run fixes model, input, SPA and training keys (a differing one is refused, named);
+    # the test protocol, device, threads and decoding workers are the config's.
     return evaluate_run(
         model, manifest, frames, paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
-        progress=progress, eval_cfg=cfg.eval,
+        progress=progress, eval_cfg=cfg.eval, expected=run_config(cfg, variant), dataset=dataset,
+        device=cfg.device, workers=cfg.train.workers,
     )
 
 

@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asnet.config import Config, EvalConfig
+from asnet.config import Config, ConfigError, EvalConfig, run_shaping
 from asnet.data.clips import EVAL_VIEWS, VideoClips
 from asnet.data.crops import Frames, box_iou, centre_crop_boxes, square_at
 from asnet.data.splits import read_coverage
@@ -262,6 +262,44 @@ def _coverage_fields(coverage: dict[str, Any] | None) -> dict[str, Any]:
             "dataset_synthetic": bool(coverage.get("synthetic", False))}
 
 
+def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff_keys(a.get(k), b.get(k), prefix + (k,))]
+    return [] if a == b else [prefix]
+
+
+def _at(tree: Any, key: tuple) -> Any:
+    for k in key:
+        tree = tree.get(k) if isinstance(tree, dict) else None
+    return tree
+
+
+def check_run_config(expected: Config, trained: dict[str, Any], dataset: str, model_path: Path) -> None:
+    """Refuse to evaluate a run whose trained configuration differs from `expected` (the
+    caller's configuration for that run, asnet.stages.run_config) in a key that shapes the run
+    (config.run_shaping: the keys of the train rule's digest, its dataset's entry among them):
+    the model, its input and SPA are the run's, so such an override would be ignored while the
+    results looked like its. ConfigError naming the key, both values and the fix.
+
+    Under Snakemake they agree: a config edit that changes one retrains the run first."""
+    old, new = run_shaping(trained), run_shaping(expected.to_dict())
+    ds_old = next((d for d in trained.get("datasets", []) if d.get("name") == dataset), None)
+    if ds_old is not None:
+        old["dataset"] = ds_old
+        new["dataset"] = next((d for d in expected.to_dict()["datasets"] if d["name"] == dataset), None)
+    diffs = _diff_keys(old, new)
+    if not diffs:
+        return
+    key = diffs[0]
+    name = f"datasets[{dataset}]" + "".join(f".{k}" for k in key[1:]) if key[0] == "dataset" else ".".join(key)
+    more = f" (and {len(diffs) - 1} more: {', '.join('.'.join(d) for d in diffs[1:4])})" if len(diffs) > 1 else ""
+    raise ConfigError(
+        f"{name}: the config gives {_at(new, key)!r}, but {model_path} was trained with {_at(old, key)!r}{more}; "
+        f"evaluation takes it from the trained run: retrain the run with it (`asnet train` with the same --set, "
+        f"or Snakemake, which retrains it), or drop the --set / config edit"
+    )
+
+
 def evaluate_run(
     model_path: Path,
     manifest_path: Path,
@@ -270,14 +308,22 @@ def evaluate_run(
     threads: int = 0,
     progress: bool = True,
     eval_cfg: EvalConfig | None = None,
+    expected: Config | None = None,
+    dataset: str | None = None,
+    device: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model.pt` on the test subset (see ``evaluate_videos``); `eval_cfg` (views,
-    max_clips) defaults to the run's own config's."""
+    max_clips) defaults to the run's own config's, `device` and `workers` (decoding
+    processes) to the run's. With `expected` (the caller's config of the run, for `dataset`)
+    a run trained otherwise is refused (``check_run_config``) before any model is built."""
     set_threads(threads)
     ck = checkpoint.load(model_path)
+    if expected is not None:
+        check_run_config(expected, ck["config"], dataset or "", Path(model_path))
     cfg, variant, model, agent = rebuild_trained(ck)
     ev = eval_cfg or cfg.eval
-    rt = select_runtime(cfg.device, cfg.train.amp, cfg.train.channels_last)
+    rt = select_runtime(device or cfg.device, cfg.train.amp, cfg.train.channels_last)
     # Before the first CUDA matmul; no autotuning: each batch is one video's clips, a new shape.
     configure_backends(rt, cfg.train.deterministic, benchmark=False)
     model = model.to(rt.device)
@@ -294,5 +340,6 @@ def evaluate_run(
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
                            max_clips=ev.max_clips, variant=variant.name, progress=progress, provenance=provenance,
-                           workers=cfg.train.workers, pin_memory=rt.device.type == "cuda",
+                           workers=cfg.train.workers if workers is None else workers,
+                           pin_memory=rt.device.type == "cuda",
                            coverage=read_coverage(Path(manifest_path)))

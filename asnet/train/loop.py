@@ -45,6 +45,7 @@ from tqdm import tqdm
 from asnet.config import RESUMABLE_KEYS, Config, SPAConfig, from_dict, run_shaping
 from asnet.data.clips import ClipDataset, pad_collate
 from asnet.data.crops import Frames, box_iou, normalise
+from asnet.data.store import StoreError, open_video
 from asnet.device import Runtime, available_cores, configure_backends, select_runtime, set_threads
 from asnet.faults import fault_point
 from asnet.models import build_model
@@ -52,7 +53,7 @@ from asnet.models.pretrained import load_pretrained, pretrained_path
 from asnet.progress import CONSOLE
 from asnet.spa.agent import ActorCritic
 from asnet.spa.rollout import Episode, ppo_update, run_episode, state_dim
-from asnet.train import checkpoint
+from asnet.train import checkpoint, skips
 from asnet.train import distributed as ddp
 from asnet.train.first_step import apply_memory_limit, first_step_guard
 from asnet.train.inputs import WorkerCrops, clip_to_frame, context_boxes, fixed_saliency_boxes
@@ -262,15 +263,21 @@ def micro_batches(batch: int, accum_steps: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
-    """Summed clip loss, correct clips and clip count over `loader` (fixed clips, test-time crops)."""
+def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader,
+                    rows: list[dict] | None = None, epoch: int = 0) -> dict[str, float]:
+    """Summed clip loss, correct clips and clip count over `loader` (fixed clips, test-time
+    crops), and the number of videos skipped as unreadable (`skipped`; their record rows are
+    added to `rows`)."""
     parts.model.eval()
     gen = torch.Generator().manual_seed(cfg.seed)
     # Sums stay on the device until the end (float64: the numbers Python floats would give).
     loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
     correct, total = torch.zeros((), dtype=torch.long, device=rt.device), 0
+    n_skipped = 0
+    ds = loader.dataset.dataset if isinstance(loader.dataset, Subset) else loader.dataset
     for batch in loader:
-        if _skipped(batch, "validation") and not batch["label"].numel():
+        n_skipped += _skipped(batch, "validation", rows, ds, "validation", epoch)
+        if not batch["label"].numel():
             continue
         x_ctx, x_sal, _ = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, False, gen, cfg.spa.test_steps)
         with rt.autocast():
@@ -279,7 +286,7 @@ def validation_sums(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, lo
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         correct += (logits.argmax(1) == labels).sum()
         total += labels.numel()
-    return {"loss_sum": float(loss_sum), "correct": int(correct), "total": total}
+    return {"loss_sum": float(loss_sum), "correct": int(correct), "total": total, "skipped": n_skipped}
 
 
 def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: DataLoader) -> dict[str, float]:
@@ -289,14 +296,57 @@ def validate(parts: Parts, variant: Variant, cfg: Config, rt: Runtime, loader: D
 
 def _val_metrics(s: dict[str, float]) -> dict[str, float]:
     total = s["total"]
-    return {"val_loss": s["loss_sum"] / max(total, 1), "val_acc": s["correct"] / max(total, 1)}
+    out = {"val_loss": s["loss_sum"] / max(total, 1), "val_acc": s["correct"] / max(total, 1)}
+    if s.get("skipped"):  # logged only when it happens, like skipped_videos
+        out["val_skipped_videos"] = int(s["skipped"])
+    return out
 
 
-def _skipped(batch: dict[str, Any], where: str) -> int:
-    """Log the videos a batch left out because their files are unreadable; their number."""
-    for video, reason in batch.get("skipped", []):
+def _skipped(batch: dict[str, Any], where: str, rows: list[dict] | None = None, ds: ClipDataset | None = None,
+             kind: str = "train", epoch: int = 0) -> int:
+    """Log the videos a batch left out because their files are unreadable; their number. With
+    `rows`, each gets its record row (asnet.train.skips; `ds` gives its file, `kind` is
+    train or validation)."""
+    skipped = batch.get("skipped", [])
+    for video, reason in skipped:
         log.warning("%s: skipped video %s: %s", where, video, reason)
-    return len(batch.get("skipped", []))
+        if rows is not None:
+            file = ds.files[ds.videos.index(video)] if ds is not None and video in ds.videos else ""
+            rows.append(skips.skip_row(video, kind, epoch, reason, file))
+    return len(skipped)
+
+
+def _check_val_skipped(n_skipped: int, n_val: int, cfg: Config, rows: list[dict], when: str,
+                       info: ddp.DistInfo | None = None) -> None:
+    """Stop the run (StoreError, one line naming the files and the fix) when more than
+    `train.max_val_skipped` of the `n_val` validation videos are unreadable: the LR plateau
+    would be decided on what is left. Every rank raises alike (`n_skipped` is all-reduced);
+    with a distributed `info` the ranks' rows are gathered to name every file."""
+    if not n_skipped or n_skipped <= cfg.train.max_val_skipped * n_val:
+        return
+    if info is not None and info.enabled:
+        rows = [r for part in ddp.all_gather_objects(rows, info) for r in part]  # type: ignore[union-attr]
+    files = sorted({r["file"] or r["video"] for r in rows if r["where"] == "validation"})
+    reason = next((r["reason"] for r in rows if r["where"] == "validation"), "")
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    raise StoreError(
+        f"{when}: {n_skipped} of {n_val} validation videos are unreadable ({shown}; first: {reason.split('; ')[0]}), "
+        f"more than train.max_val_skipped={cfg.train.max_val_skipped:g} allows; re-extract them (delete each file "
+        f"and its marker in frames_chunks/.done/, then `asnet extract`) or raise train.max_val_skipped"
+    )
+
+
+def _precheck_validation(ds: ClipDataset, cfg: Config) -> None:
+    """Open every validation video's file before the first epoch (a header and size check,
+    no decoding): a truncated file stops the run now, not after the first epoch's training."""
+    rows = []
+    for video, file in zip(ds.videos, ds.files, strict=True):
+        try:
+            open_video(Path(file))
+        except StoreError as exc:
+            rows.append(skips.skip_row(video, "validation", 0, str(exc), file))
+    # Every rank opens every file: the same count everywhere, no collective needed.
+    _check_val_skipped(len(rows), len(ds), cfg, rows, "before training")
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -382,6 +432,20 @@ def _open_live(run_dir: Path, history: list[dict[str, float]]):
     for metrics in history:
         _log_epoch(live, metrics)
     return live
+
+
+def _discard_stale_resume(run_dir: Path, state_path: Path) -> None:
+    """Delete the resume point (and the skip record) of a run that skipped videos whose store
+    files changed since (repaired): resuming would finish a run trained without them, so it
+    trains from scratch instead (asnet.train.skips)."""
+    stale = skips.stale_videos(run_dir)
+    if not stale:
+        return
+    if state_path.exists():
+        log.warning("run %s skipped %d video(s) whose store files changed since (%s): training from scratch, "
+                    "not resuming from %s", run_dir, len(stale), ", ".join(stale[:3]), state_path)
+        state_path.unlink()
+    skips.record_path(run_dir).unlink(missing_ok=True)
 
 
 def _rank_seed(*parts: int) -> int:
@@ -479,8 +543,13 @@ def _train(
         _check_actor_boxes(train_df, frames_dir)
     parts = build_parts(cfg, variant, num_classes, rt)
     state_path = run_dir / "state" / "last.pt"
+    if info.is_main:
+        _discard_stale_resume(run_dir, state_path)
+    ddp.barrier(info)  # no rank resumes from a resume point rank 0 is discarding
     start_epoch, history = _resume(parts, cfg, state_path, run_dir, rt, info)
     data = _loaders(cfg, variant, train_df, val_df, frames_dir, info, rt, num_classes)
+    _precheck_validation(data.val_ds, cfg)
+    record = skips.SkipRecord.resume(run_dir, start_epoch) if info.is_main else None
     train_model, train_agent, spa_cfg = _wrap_ddp(parts, cfg, rt, info)
     live = _open_live(run_dir, history) if info.is_main else None
     sha = checkpoint.git_sha()
@@ -496,10 +565,12 @@ def _train(
 
     for epoch in range(start_epoch, cfg.train.epochs):
         metrics = _train_epoch(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, data, epoch, run_dir,
-                               progress, info, first_epoch=start_epoch)
+                               progress, info, first_epoch=start_epoch, record=record)
         history.append(metrics)
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()}, extra=CONSOLE)
+        if record is not None:
+            record.write()  # before the resume point: a resumed run drops the rows of epochs it replays
         _save_state(parts, cfg, epoch, history, sha, state_path, info)
         if live is not None:
             # Logged after the state is saved: what dvclive shows is always resumable, and
@@ -633,18 +704,22 @@ PROGRESS_EVERY = 20  # steps between progress-bar updates of the running loss
 
 def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None,
                  spa_cfg: SPAConfig, variant: Variant, cfg: Config, rt: Runtime, data: Loaders, epoch: int,
-                 run_dir: Path, progress: bool, info: ddp.DistInfo, first_epoch: int = 0) -> dict[str, float]:
+                 run_dir: Path, progress: bool, info: ddp.DistInfo, first_epoch: int = 0,
+                 record: skips.SkipRecord | None = None) -> dict[str, float]:
     """One epoch: CNN and SPA steps over the training loader, then validation and the LR
-    plateau step. Returns the epoch's metrics (all-reduced under torchrun)."""
+    plateau step. Returns the epoch's metrics (all-reduced under torchrun); the videos skipped
+    as unreadable go to `record` (every rank's, on rank 0). More unreadable validation videos
+    than train.max_val_skipped allows stop the run (StoreError) before the plateau step."""
     loader, gen = _epoch_loader(data, cfg, epoch, info.rank, rt)
     train_mode(train_model, cfg)
     acc = {k: torch.zeros((), dtype=torch.float64, device=rt.device) for k in EPOCH_SUMS}
     n_skipped = 0
+    rows: list[dict] = []
     bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
                disable=not (progress and info.is_main), leave=False)
     for it, batch in enumerate(bar):
         # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
-        n_skipped += _skipped(batch, f"epoch {epoch}")
+        n_skipped += _skipped(batch, f"epoch {epoch}", rows, data.train_ds, "train", epoch)
         if not batch["label"].numel():
             continue
         with first_step_guard(cfg, variant, data.num_classes, rt, run_dir, it if epoch == first_epoch else None):
@@ -683,13 +758,16 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
                      len(data.val_ds), metrics["train_loss"], extra=CONSOLE)
         if info.enabled:
             ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
-            metrics.update(_val_metrics(ddp.all_reduce_sums(
-                validation_sums(parts, variant, cfg, rt, data.val_loader), info)))
-        else:
-            metrics.update(validate(parts, variant, cfg, rt, data.val_loader))
+        val = ddp.all_reduce_sums(validation_sums(parts, variant, cfg, rt, data.val_loader, rows, epoch), info)
+        _check_val_skipped(int(val["skipped"]), len(data.val_ds), cfg, rows, f"epoch {epoch}", info)
+        metrics.update(_val_metrics(val))
         parts.scheduler.step(metrics["val_loss"])  # all-reduced: the same decision on every rank
     else:
         parts.scheduler.step(metrics["train_loss"])
+    if info.enabled:  # every rank's skips, for rank 0's record
+        rows = [r for part in ddp.all_gather_objects(rows, info) for r in part]  # type: ignore[union-attr]
+    if record is not None and info.is_main:
+        record.add(rows)
     return metrics
 
 

@@ -23,6 +23,8 @@ rule train:
     params:
         # what the run trains (config after the variant's overrides): an edit retrains it
         signature=lambda w: stages_train_signature(CFG, w.dataset, w.variant),
+        # versions of the run's videos in the frame store: repairing a file it skipped retrains it
+        store=lambda w: stages_store_version(CFG, w.dataset, int(w.split)),
     threads: CFG.train.threads * TRAIN_NPROC if CFG.train.threads > 0 else workflow.cores
     resources:
         gpu=TRAIN_GPUS,
