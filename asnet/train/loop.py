@@ -588,13 +588,22 @@ def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runt
 class EpochCut:
     """Where an interrupted epoch stopped (a step boundary): `step` of its `steps` done, and
     what its next step needs to go on as if uninterrupted: the epoch's running sums (on the
-    device), its skipped-video count and its augmentation generator's state."""
+    device), its skipped-video count, its augmentation generator's state and the process's
+    own buffers (under torchrun a rank's BatchNorm statistics are its own between DDP's
+    broadcasts, and SPA's episodes read them)."""
 
     step: int
     steps: int
     sums: dict[str, torch.Tensor]
     skipped: int
     gen: torch.Tensor
+    buffers: dict[str, torch.Tensor]
+
+
+def _buffers(parts: Parts) -> dict[str, torch.Tensor]:
+    """The model's and the agent's buffers (BatchNorm, SPA state statistics), keyed by module."""
+    mods = {"model": parts.model, "agent": parts.agent}
+    return {f"{m}.{n}": b for m, mod in mods.items() if mod is not None for n, b in mod.named_buffers()}
 
 
 def _partial_state(epoch: int, cuts: list[EpochCut]) -> dict[str, Any]:
@@ -605,6 +614,7 @@ def _partial_state(epoch: int, cuts: list[EpochCut]) -> dict[str, Any]:
         "sums": {k: torch.stack([c.sums[k].cpu() for c in cuts]) for k in cuts[0].sums},
         "skipped": torch.tensor([c.skipped for c in cuts], dtype=torch.long),
         "gen": torch.stack([c.gen for c in cuts]),
+        "buffers": {k: torch.stack([c.buffers[k].cpu() for c in cuts]) for k in cuts[0].buffers},
     }
 
 
@@ -618,7 +628,8 @@ def _rank_partial(saved: dict[str, Any], saved_world: int, info: ddp.DistInfo, p
     r = info.rank
     # clone(): each rank's row as a tensor of its own (RNG states must not be views; see _restore_rank_rng).
     return {"epoch": int(saved["epoch"]), "step": int(saved["step"]), "skipped": int(saved["skipped"][r]),
-            "sums": {k: v[r].clone() for k, v in saved["sums"].items()}, "gen": saved["gen"][r].cpu().clone()}
+            "sums": {k: v[r].clone() for k, v in saved["sums"].items()}, "gen": saved["gen"][r].cpu().clone(),
+            "buffers": {k: v[r] for k, v in saved["buffers"].items()}}
 
 
 def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.DataFrame, frames_dir: Path,
@@ -733,6 +744,9 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         gen.set_state(partial["gen"])
         acc = {k: partial["sums"][k].to(rt.device) for k in EPOCH_SUMS}
         n_skipped = partial["skipped"]
+        with torch.no_grad():
+            for k, b in _buffers(parts).items():
+                b.copy_(partial["buffers"][k])
     bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
                disable=not (progress and info.is_main), leave=False, initial=start, total=steps)
     for it, batch in enumerate(bar, start=start):
@@ -750,7 +764,8 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         fault_point("train.step_done")
         if it + 1 < steps and stop.requested():  # after the last step the epoch ends and is saved whole
             bar.close()
-            return EpochCut(it + 1, steps, acc, n_skipped, gen.get_state())
+            return EpochCut(it + 1, steps, acc, n_skipped, gen.get_state(),
+                            {k: b.detach().cpu().clone() for k, b in _buffers(parts).items()})
     # One read of the epoch's sums (the steps never waited for the GPU).
     values = {k: float(v) for k, v in acc.items()}
     n_items, n_spa = int(values.pop("items")), int(values.pop("spa_updates"))
