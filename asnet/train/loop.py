@@ -6,9 +6,12 @@ takes its PPO update on the episode it just played. The episode is played once, 
 the CNN step, and serves both: this saves a second T-step rollout per iteration (the
 paper does not say whether SPA replays after the CNN step).
 
-Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch),
-`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs, written
-after the epoch's state and rebuilt from it on resume: equal to an uninterrupted run's).
+Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch, and at
+the step where a SIGINT/SIGTERM stops the run: then with the epoch's `partial` progress, from
+which a resume continues that epoch; asnet.train.stop), `state/.lock` (the training process's
+lock, asnet.train.lock), `model.pt` (final weights and metadata, written last), `dvclive/`
+(per-epoch logs, written after the epoch's state and rebuilt from it on resume: equal to an
+uninterrupted run's). No random stream depends on `train.workers` (see `_epoch_loader`).
 
 Under `torchrun` (WORLD_SIZE > 1; see asnet.train.distributed) the CNN and the SPA agent
 are wrapped in DistributedDataParallel. The global batch stays `train.batch_size` (each of
