@@ -41,6 +41,7 @@ from asnet.config import ConfigError, load_config
 from asnet.data.store import StoreError
 from asnet.disk import DiskFullError, as_disk_full, is_disk_error
 from asnet.stage_table import REQUIRED, STAGES, Arg
+from asnet.train.stop import TrainingInterrupted
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:  # Ctrl-C or SIGTERM: the state is saved, one line says where
+        print(f"asnet {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except OSError as exc:
         if not is_disk_error(exc):
             raise

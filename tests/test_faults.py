@@ -374,5 +374,5 @@ def test_malformed_fault_spec_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
     from asnet.faults import fault_point
 
     monkeypatch.setenv("ASNET_FAULT", "extract.video_done@2:explode")
-    with pytest.raises(ValueError, match=r"ASNET_FAULT=.*expected <point>\[@<n>\]:kill"):
+    with pytest.raises(ValueError, match=r"ASNET_FAULT=.*expected <point>\[@<n>\]:<action>, action one of kill"):
         fault_point("extract.video_done")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from asnet.disk import writing
+from asnet.faults import fault_point
+
+log = logging.getLogger(__name__)
+
+# save_atomic's temp names: mkstemp's "<name>." + 8 random characters + ".tmp".
+TEMP_NAME = re.compile(r"^.+\.[a-z0-9_]{8}\.tmp$")
 
 
 def git_sha() -> str:
@@ -26,25 +36,48 @@ def git_sha() -> str:
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temp file in the same directory, fsync, then os.replace.
 
-    A kill at any moment leaves either the previous complete file or the new one.
+    A kill at any moment leaves either the previous complete file or the new one (a kill -9
+    may leave the temp file: `remove_temp_files` clears it when the run starts again). A
+    full or failing disk raises `asnet.disk.DiskFullError` naming `path`, and the temp file
+    is removed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                fault_point("checkpoint.write")  # the file is written but not yet in place
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def remove_temp_files(*folders: Path) -> list[Path]:
+    """Delete the temp files a killed `save_atomic` left directly in `folders` (its name
+    pattern only); returns them. Call it only while no other process can be saving there
+    (under the run's lock, asnet.train.lock)."""
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.iterdir()):
+            if TEMP_NAME.match(f.name) and f.is_file():
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    if removed:
+        log.warning("removed %d temporary file(s) of an interrupted save: %s", len(removed),
+                    ", ".join(str(f) for f in removed))
+    return removed
 
 
 class CheckpointError(ValueError):

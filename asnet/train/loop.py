@@ -6,9 +6,12 @@ takes its PPO update on the episode it just played. The episode is played once, 
 the CNN step, and serves both: this saves a second T-step rollout per iteration (the
 paper does not say whether SPA replays after the CNN step).
 
-Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch),
-`model.pt` (final weights and metadata, written last), `dvclive/` (per-epoch logs, written
-after the epoch's state and rebuilt from it on resume: equal to an uninterrupted run's).
+Files in `run_dir`: `state/last.pt` (resume point, rewritten atomically every epoch, and at
+the step where a SIGINT/SIGTERM stops the run: then with the epoch's `partial` progress, from
+which a resume continues that epoch; asnet.train.stop), `state/.lock` (the training process's
+lock, asnet.train.lock), `model.pt` (final weights and metadata, written last), `dvclive/`
+(per-epoch logs, written after the epoch's state and rebuilt from it on resume: equal to an
+uninterrupted run's). No random stream depends on `train.workers` (see `_epoch_loader`).
 
 Under `torchrun` (WORLD_SIZE > 1; see asnet.train.distributed) the CNN and the SPA agent
 are wrapped in DistributedDataParallel. The global batch stays `train.batch_size` (each of
@@ -30,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,8 @@ from asnet.train import checkpoint, skips
 from asnet.train import distributed as ddp
 from asnet.train.first_step import apply_memory_limit, first_step_guard
 from asnet.train.inputs import WorkerCrops, clip_to_frame, context_boxes, fixed_saliency_boxes
+from asnet.train.lock import RunLock
+from asnet.train.stop import StopRequest, TrainingInterrupted, signal_name
 from asnet.variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -497,7 +502,14 @@ def train_run(
             rt = dataclasses.replace(rt, device=info.device)
         configure_backends(rt, cfg.train.deterministic)  # before the first CUDA matmul (cuBLAS workspace)
         apply_memory_limit(cfg, rt)
-        return _train(cfg, manifest_path, frames_dir, run_dir, variant_name, progress, stop_after_epoch, rt, threads, info)
+        # One process (rank 0 of a torchrun job) trains a run folder at a time.
+        with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
+            if info.is_main:  # what a save killed with -9 left; nothing else can be saving here now
+                checkpoint.remove_temp_files(run_dir, run_dir / "state")
+            stop = StopRequest.for_job(info.enabled, info.backend)
+            with stop.handling():
+                return _train(cfg, manifest_path, frames_dir, run_dir, variant_name, progress, stop_after_epoch, rt,
+                              threads, info, stop)
     finally:
         ddp.cleanup(info)
 
@@ -526,6 +538,7 @@ def _train(
     rt: Runtime,
     threads: int,
     info: ddp.DistInfo,
+    stop: StopRequest,
 ) -> Path:
     variant = get_variant(variant_name)
     world = info.world_size
@@ -546,7 +559,7 @@ def _train(
     if info.is_main:
         _discard_stale_resume(run_dir, state_path)
     ddp.barrier(info)  # no rank resumes from a resume point rank 0 is discarding
-    start_epoch, history = _resume(parts, cfg, state_path, run_dir, rt, info)
+    start_epoch, history, partial = _resume(parts, cfg, state_path, run_dir, rt, info)
     data = _loaders(cfg, variant, train_df, val_df, frames_dir, info, rt, num_classes)
     _precheck_validation(data.val_ds, cfg)
     record = skips.SkipRecord.resume(run_dir, start_epoch) if info.is_main else None
@@ -563,21 +576,36 @@ def _train(
                  f"{p['path']} ({p['release']}, {p['tensors_loaded']} backbone tensors, sha256 {p['sha256']})"
                  if p else "scratch", cfg.normalisation().to_dict())
 
+    last = cfg.train.epochs - 1
     for epoch in range(start_epoch, cfg.train.epochs):
-        metrics = _train_epoch(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, data, epoch, run_dir,
-                               progress, info, first_epoch=start_epoch, record=record)
+        out = _train_epoch(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, data, epoch, run_dir,
+                           progress, info, stop, first_epoch=start_epoch,
+                           partial=partial if epoch == start_epoch else None, record=record)
+        if isinstance(out, EpochCut):
+            with stop.saving():
+                _save_state(parts, cfg, epoch - 1, history, sha, state_path, info, cut=out)
+            ddp.barrier(info)
+            raise TrainingInterrupted(stop.signum or 0, (
+                f"interrupted ({signal_name(stop.signum or 0)}) at epoch {epoch} (of 0-{last}) step {out.step} "
+                f"of {out.steps}; state saved in {state_path}; run the same command to resume"))
+        metrics = out
         history.append(metrics)
         if info.is_main:
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()}, extra=CONSOLE)
         if record is not None:
             record.write()  # before the resume point: a resumed run drops the rows of epochs it replays
-        _save_state(parts, cfg, epoch, history, sha, state_path, info)
+        with stop.saving():
+            _save_state(parts, cfg, epoch, history, sha, state_path, info)
         if live is not None:
             # Logged after the state is saved: what dvclive shows is always resumable, and
             # a kill in between is repaired by _open_live's replay.
             _log_epoch(live, metrics)
             fault_point("train.epoch_logged")
         ddp.barrier(info)  # no rank moves on (or exits) before the checkpoint is on disk
+        if stop.requested():  # a signal in validation or the save: the epoch is complete and saved
+            raise TrainingInterrupted(stop.signum or 0, (
+                f"interrupted ({signal_name(stop.signum or 0)}) after epoch {epoch} (of 0-{last}); state saved in "
+                f"{state_path}; run the same command to resume"))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             if live is not None:
                 live.end()
@@ -586,17 +614,18 @@ def _train(
         live.end()
 
     if info.is_main:
-        _save_final(parts, cfg, variant, num_classes, history, sha, run_dir / "model.pt")
+        with stop.saving():
+            _save_final(parts, cfg, variant, num_classes, history, sha, run_dir / "model.pt")
     ddp.barrier(info)
     return run_dir / "model.pt"
 
 
 def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runtime,
-            info: ddp.DistInfo) -> tuple[int, list[dict[str, float]]]:
+            info: ddp.DistInfo) -> tuple[int, list[dict[str, float]], dict[str, Any] | None]:
     """Restore `parts`, the RNG and the history from `state_path` if it exists: (first epoch
-    to train, history of the epochs trained)."""
+    to train, history of the epochs trained, this rank's part of an interrupted epoch or None)."""
     world, rank = info.world_size, info.rank
-    start_epoch, history = 0, []
+    start_epoch, history, partial = 0, [], None
     if state_path.exists():
         ck = checkpoint.load(state_path, rt.device)
         _check_resumable(ck, cfg, state_path)
@@ -613,6 +642,8 @@ def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runt
         if info.enabled:
             _restore_rank_rng(ck, cfg, info, start_epoch)
         saved_world = int(ck.get("world_size", 1))
+        if "partial" in ck:
+            partial = _rank_partial(ck["partial"], saved_world, info, state_path)
         if saved_world != world and info.is_main:
             log.warning(
                 "%s was written by %d process(es), resuming with %d: the data shards and per-process "
@@ -620,11 +651,63 @@ def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runt
                 state_path, saved_world, world, saved_world,
             )
         if info.is_main:
-            log.info("resuming %s from epoch %d", run_dir, start_epoch)
+            log.info("resuming %s from epoch %d%s", run_dir, start_epoch,
+                     f" step {partial['step']}" if partial is not None else "")
     elif info.enabled and rank > 0:
         # Rank 0 keeps the single-process RNG stream; the others sample SPA actions independently.
         torch.manual_seed(_rank_seed(cfg.seed, 2, rank, 0))
-    return start_epoch, history
+    return start_epoch, history, partial
+
+
+@dataclass
+class EpochCut:
+    """Where an interrupted epoch stopped (a step boundary): `step` of its `steps` done, and
+    what its next step needs to go on as if uninterrupted: the epoch's running sums (on the
+    device), its skipped-video count, its augmentation generator's state and the process's
+    own buffers (under torchrun a rank's BatchNorm statistics are its own between DDP's
+    broadcasts, and SPA's episodes read them)."""
+
+    step: int
+    steps: int
+    sums: dict[str, torch.Tensor]
+    skipped: int
+    gen: torch.Tensor
+    buffers: dict[str, torch.Tensor]
+    rows: list[dict] = field(default_factory=list)  # the epoch's skipped videos so far (asnet.train.skips)
+
+
+def _buffers(parts: Parts) -> dict[str, torch.Tensor]:
+    """The model's and the agent's buffers (BatchNorm, SPA state statistics), keyed by module."""
+    mods = {"model": parts.model, "agent": parts.agent}
+    return {f"{m}.{n}": b for m, mod in mods.items() if mod is not None for n, b in mod.named_buffers()}
+
+
+def _partial_state(epoch: int, cuts: list[EpochCut]) -> dict[str, Any]:
+    """The `partial` entry of state/last.pt: every rank's EpochCut, stacked on a rank axis."""
+    return {
+        "epoch": epoch,
+        "step": cuts[0].step,
+        "sums": {k: torch.stack([c.sums[k].cpu() for c in cuts]) for k in cuts[0].sums},
+        "skipped": torch.tensor([c.skipped for c in cuts], dtype=torch.long),
+        "gen": torch.stack([c.gen for c in cuts]),
+        "buffers": {k: torch.stack([c.buffers[k].cpu() for c in cuts]) for k in cuts[0].buffers},
+        "skip_rows": [c.rows for c in cuts],
+    }
+
+
+def _rank_partial(saved: dict[str, Any], saved_world: int, info: ddp.DistInfo, path: Path) -> dict[str, Any]:
+    """This rank's part of a state saved mid-epoch (`_partial_state`)."""
+    if saved_world != info.world_size:
+        raise ValueError(
+            f"{path} was saved in the middle of epoch {int(saved['epoch'])} by {saved_world} process(es); it resumes "
+            f"only with as many: set train.nproc_per_node {saved_world} (or delete {path.parent.parent} to start over)"
+        )
+    r = info.rank
+    # clone(): each rank's row as a tensor of its own (RNG states must not be views; see _restore_rank_rng).
+    return {"epoch": int(saved["epoch"]), "step": int(saved["step"]), "skipped": int(saved["skipped"][r]),
+            "sums": {k: v[r].clone() for k, v in saved["sums"].items()}, "gen": saved["gen"][r].cpu().clone(),
+            "buffers": {k: v[r] for k, v in saved["buffers"].items()},
+            "skip_rows": saved.get("skip_rows", [[]] * saved_world)[r]}
 
 
 def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.DataFrame, frames_dir: Path,
@@ -638,8 +721,11 @@ def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.D
     train_ds = ClipDataset(train_df, frames_dir, cfg.input.clip_len, seed=cfg.seed, crops=crops)
     val_ds = ClipDataset(val_df, frames_dir, cfg.input.clip_len, seed=cfg.seed + 1)
     val_ds.set_epoch(0)
+    # Its own generator for the workers' base seed, drawn when an iterator starts: a persistent
+    # iterator draws once, a fresh one every epoch; the global draw of _validation_draw stands in.
     val_opts = dict(batch_size=cfg.train.batch_size, collate_fn=pad_collate, num_workers=cfg.train.workers,
-                    persistent_workers=cfg.train.workers > 0, pin_memory=rt.device.type == "cuda")
+                    persistent_workers=cfg.train.workers > 0, pin_memory=rt.device.type == "cuda",
+                    generator=torch.Generator().manual_seed(_rank_seed(cfg.seed, 4, rank)))
     if not info.enabled:
         val_loader = DataLoader(val_ds, **val_opts)
         rank_batch, sampler = cfg.train.batch_size, None
@@ -656,33 +742,50 @@ def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.D
     return Loaders(train_ds, val_ds, val_loader, rank_batch, sampler, num_classes)
 
 
-def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int, rt: Runtime) -> tuple[DataLoader, torch.Generator]:
-    """One epoch's training loader and the generator of its augmentation.
+def _epoch_loader(data: Loaders, cfg: Config, epoch: int, rank: int, rt: Runtime,
+                  start_step: int = 0) -> tuple[DataLoader, torch.Generator, int]:
+    """One epoch's training loader from step `start_step` on, the generator of its
+    augmentation and the epoch's number of steps.
 
-    A new loader per epoch, so its workers see the epoch's `set_epoch` (persistent workers
-    would keep the dataset copy of the first epoch); batches land in pinned memory on CUDA."""
+    The epoch's order is drawn here, not by the loader: the loader's iterator would draw the
+    shuffle's end-of-epoch tail from the same generator as the augmentation, at a moment that
+    depends on how far its workers prefetch (train.workers). The draws are those the loader
+    made with 0 workers (its workers' base seed, then the permutation), so the augmentation
+    stream is that of workers 0 for every worker count. A new loader per epoch, so its workers
+    see the epoch's `set_epoch` (persistent workers would keep the dataset copy of the first
+    epoch); batches land in pinned memory on CUDA."""
     pin = rt.device.type == "cuda"
     train_ds, sampler, rank_batch = data.train_ds, data.sampler, data.rank_batch
     # Data order and augmentation derive from (seed, epoch) only: a resumed run replays them.
     train_ds.set_epoch(epoch)
     if sampler is None:
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = DataLoader(
-            train_ds, batch_size=cfg.train.batch_size, shuffle=True, generator=gen,
-            collate_fn=pad_collate, num_workers=cfg.train.workers, pin_memory=pin,
-            # A last batch of one sample would break BatchNorm's training statistics.
-            drop_last=len(train_ds) > cfg.train.batch_size,
-        )
+        torch.empty((), dtype=torch.int64).random_(generator=gen)  # the workers' base seed of a loader
+        order = torch.randperm(len(train_ds), generator=gen).tolist()
+        batch = cfg.train.batch_size
+        # A last batch of one sample would break BatchNorm's training statistics.
+        drop_last = len(train_ds) > batch
     else:
         # Order from (seed, epoch) via the sampler; augmentation from (seed, epoch, rank).
         gen = torch.Generator().manual_seed(_rank_seed(cfg.seed, 1, epoch, rank))
+        torch.empty((), dtype=torch.int64).random_(generator=gen)
         sampler.set_epoch(epoch)
-        loader = DataLoader(
-            train_ds, batch_size=rank_batch, sampler=sampler, generator=gen,
-            collate_fn=pad_collate, num_workers=cfg.train.workers, pin_memory=pin,
-            drop_last=len(sampler) > rank_batch,  # equal shard sizes: every rank runs as many steps
-        )
-    return loader, gen
+        order, batch = list(sampler), rank_batch
+        drop_last = len(sampler) > rank_batch  # equal shard sizes: every rank runs as many steps
+    steps = len(order) // batch if drop_last else -(-len(order) // batch)
+    loader = DataLoader(
+        train_ds, batch_size=batch, sampler=order[start_step * batch:], collate_fn=pad_collate,
+        num_workers=cfg.train.workers, pin_memory=pin, drop_last=drop_last,
+        # Only the workers' base seed (unused: every item seeds its own draws) comes from it.
+        generator=torch.Generator().manual_seed(_rank_seed(cfg.seed, 3, epoch, rank)),
+    )
+    return loader, gen, steps
+
+
+def _validation_draw() -> None:
+    """The one draw of the global RNG that a fresh validation iterator made with 0 workers,
+    made for every worker count (SPA samples its actions from the global RNG afterwards)."""
+    torch.empty((), dtype=torch.int64).random_()
 
 
 def _wrap_ddp(parts: Parts, cfg: Config, rt: Runtime,
@@ -704,31 +807,48 @@ PROGRESS_EVERY = 20  # steps between progress-bar updates of the running loss
 
 def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None,
                  spa_cfg: SPAConfig, variant: Variant, cfg: Config, rt: Runtime, data: Loaders, epoch: int,
-                 run_dir: Path, progress: bool, info: ddp.DistInfo, first_epoch: int = 0,
-                 record: skips.SkipRecord | None = None) -> dict[str, float]:
+                 run_dir: Path, progress: bool, info: ddp.DistInfo, stop: StopRequest, first_epoch: int = 0,
+                 partial: dict[str, Any] | None = None,
+                 record: skips.SkipRecord | None = None) -> dict[str, float] | EpochCut:
     """One epoch: CNN and SPA steps over the training loader, then validation and the LR
-    plateau step. Returns the epoch's metrics (all-reduced under torchrun); the videos skipped
-    as unreadable go to `record` (every rank's, on rank 0). More unreadable validation videos
-    than train.max_val_skipped allows stop the run (StoreError) before the plateau step."""
-    loader, gen = _epoch_loader(data, cfg, epoch, info.rank, rt)
+    plateau step. Returns the epoch's metrics (all-reduced under torchrun), or where it
+    stopped when a stop was requested (`stop`, looked at after every step). `partial`
+    continues an epoch stopped so (`_rank_partial`). The videos skipped as unreadable go to
+    `record` (every rank's, on rank 0). More unreadable validation videos than
+    train.max_val_skipped allows stop the run (StoreError) before the plateau step."""
+    start = partial["step"] if partial is not None else 0
+    loader, gen, steps = _epoch_loader(data, cfg, epoch, info.rank, rt, start)
     train_mode(train_model, cfg)
     acc = {k: torch.zeros((), dtype=torch.float64, device=rt.device) for k in EPOCH_SUMS}
     n_skipped = 0
     rows: list[dict] = []
+    if partial is not None:
+        gen.set_state(partial["gen"])
+        acc = {k: partial["sums"][k].to(rt.device) for k in EPOCH_SUMS}
+        n_skipped = partial["skipped"]
+        rows = list(partial["skip_rows"])
+        with torch.no_grad():
+            for k, b in _buffers(parts).items():
+                b.copy_(partial["buffers"][k])
     bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
-               disable=not (progress and info.is_main), leave=False)
-    for it, batch in enumerate(bar):
+               disable=not (progress and info.is_main), leave=False, initial=start, total=steps)
+    for it, batch in enumerate(bar, start=start):
         # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
         n_skipped += _skipped(batch, f"epoch {epoch}", rows, data.train_ds, "train", epoch)
-        if not batch["label"].numel():
-            continue
-        with first_step_guard(cfg, variant, data.num_classes, rt, run_dir, it if epoch == first_epoch else None):
-            step = train_step(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, batch, gen,
-                              update_spa=it % cfg.spa.update_every == 0)
-        for k, v in step.items():
-            acc[k] += v
-        if bar.disable is False and it % PROGRESS_EVERY == 0:  # a host read: not every step
-            bar.set_postfix(loss=f"{float(acc['loss_sum'] / acc['items']):.3f}")
+        if batch["label"].numel():
+            with first_step_guard(cfg, variant, data.num_classes, rt, run_dir,
+                                  it - start if epoch == first_epoch else None):
+                step = train_step(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, batch, gen,
+                                  update_spa=it % cfg.spa.update_every == 0)
+            for k, v in step.items():
+                acc[k] += v
+            if bar.disable is False and it % PROGRESS_EVERY == 0:  # a host read: not every step
+                bar.set_postfix(loss=f"{float(acc['loss_sum'] / acc['items']):.3f}")
+        fault_point("train.step_done")
+        if it + 1 < steps and stop.requested():  # after the last step the epoch ends and is saved whole
+            bar.close()
+            return EpochCut(it + 1, steps, acc, n_skipped, gen.get_state(),
+                            {k: b.detach().cpu().clone() for k, b in _buffers(parts).items()}, rows)
     # One read of the epoch's sums (the steps never waited for the GPU).
     values = {k: float(v) for k, v in acc.items()}
     n_items, n_spa = int(values.pop("items")), int(values.pop("spa_updates"))
@@ -756,6 +876,7 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         if info.is_main:  # validation has no bar: this line says where a long epoch is
             log.info("validating epoch %d (of 0-%d) on %d videos; train loss %.4f", epoch, cfg.train.epochs - 1,
                      len(data.val_ds), metrics["train_loss"], extra=CONSOLE)
+        _validation_draw()
         if info.enabled:
             ddp.broadcast_buffers(parts.model, info)  # every rank validates rank 0's (saved) model
         val = ddp.all_reduce_sums(validation_sums(parts, variant, cfg, rt, data.val_loader, rows, epoch), info)
@@ -772,10 +893,14 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
 
 
 def _save_state(parts: Parts, cfg: Config, epoch: int, history: list[dict[str, float]], sha: str,
-                state_path: Path, info: ddp.DistInfo) -> None:
-    """The resume point after `epoch`: state/last.pt (rank 0 writes it, with every rank's RNG)."""
+                state_path: Path, info: ddp.DistInfo, cut: EpochCut | None = None) -> None:
+    """The resume point after `epoch` (-1: none yet), or, with `cut`, in the middle of epoch
+    `epoch + 1`: state/last.pt (rank 0 writes it, with every rank's RNG and cut)."""
     rng = _rng_state()
     rng_ranks = ddp.all_gather_objects(rng, info) if info.enabled else None
+    if cut is not None:  # the sums leave the device once, at the cut (a rank's are its own)
+        cut = dataclasses.replace(cut, sums={k: v.cpu() for k, v in cut.sums.items()})
+        cuts = ddp.all_gather_objects(cut, info) if info.enabled else [cut]
     if info.is_main:
         state = {
             "epoch": epoch,
@@ -795,6 +920,8 @@ def _save_state(parts: Parts, cfg: Config, epoch: int, history: list[dict[str, f
         if rng_ranks is not None:
             state["world_size"] = info.world_size
             state["rng_ranks"] = _stack_rng(rng_ranks)  # type: ignore[arg-type]
+        if cut is not None:
+            state["partial"] = _partial_state(epoch + 1, cuts)  # type: ignore[arg-type]
         checkpoint.save_atomic(state, state_path)
         fault_point("train.state_saved")
 

@@ -17,6 +17,7 @@ from asnet.cli import EXPECTED_ERRORS, error_line
 from asnet.config import from_dict, resolve
 from asnet.progress import console_handler, job_label
 from asnet.stage_table import run_rule, stage_of_rule
+from asnet.train.stop import TrainingInterrupted
 
 job = snakemake  # noqa: F821 (injected by Snakemake)
 log_file = job.log[0] if job.log else None
@@ -39,3 +40,6 @@ except EXPECTED_ERRORS as exc:
         line = f"{line.splitlines()[0]} (in full above)"
     print(line, file=sys.stderr, flush=True)
     sys.exit(1)
+except TrainingInterrupted as exc:  # SIGTERM/SIGINT: the run saved its state and says where
+    print(f"asnet {stage_of_rule(job.rule).command}: {exc}", file=sys.stderr, flush=True)
+    sys.exit(exc.exit_code)
