@@ -365,7 +365,8 @@ def verify_store(cfg: Config, dataset: str, progress: bool = True) -> None:
           f"checksums, {check.unverified} carry none (written before checksums; structure checked), "
           f"{len(check.bad)} bad")
     if check.bad:
-        raise StoreError(f"{len(check.bad)} files of the frame store {frames} are damaged or missing (listed "
+        n = len(check.bad)
+        raise StoreError(f"{n} file{'s' * (n != 1)} of the frame store {frames} damaged or missing (listed "
                          f"above); delete them, then `asnet extract --dataset {dataset}` decodes exactly those "
                          "videos again")
 

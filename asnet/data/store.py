@@ -223,7 +223,7 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
     try:
         # allow_pickle=False: an object array (pickled Python objects) is refused, never run.
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # a damaged header also raises SyntaxError (numpy parses it as a literal)
         raise StoreError(f"{path}: unreadable .npy {what} file ({exc}); {_fix(path)}") from None
 
 
