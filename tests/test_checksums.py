@@ -158,6 +158,18 @@ def test_loader_skips_a_bit_flipped_pack_and_evaluation_refuses_it(tmp_path: Pat
         VideoClips(m, tmp_path, clip_len=4)[1]
 
 
+def test_videos_without_frames_name_the_command_that_extracts_them(tmp_path: Path) -> None:
+    frames = tmp_path / "mine" / "frames"
+    videos = {v: textured(8, 16, 16, seed=i) for i, v in enumerate(["a", "b"])}
+    for v, a in videos.items():
+        write_video(frames, v, a, "npy")
+    write_index(frames, videos)
+    store_path(frames, "b", "npy").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 videos have no frames in .*mine/frames, e\.g\. \['b'\]; run "
+                                                r"`asnet extract --dataset mine`"):
+        ClipDataset(pd.DataFrame({"video": ["a", "b"], "label": [0, 1]}), frames, clip_len=4)
+
+
 def _asnet(work: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "asnet.cli", *args, "--no-progress", *[a for o in TINY for a in ("--set", o)]]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)

@@ -151,6 +151,17 @@ def encode_jpeg_pack(frames: np.ndarray, quality: int, version: int = JPEG_VERSI
     return _jpeg_pack(images, h, w, version)
 
 
+def rewrite_jpeg_pack(path: Path, version: int) -> None:
+    """Rewrite a ``.jpgpack`` in another format `version`, the same JPEG images (to compare
+    the versions: benchmarks/loader.py's ``jpeg_pack_v1``)."""
+    pack = _JpegPack(Path(path))
+    data = Path(path).read_bytes()
+    images = [data[a:b] for a, b in zip(pack.offsets[:-1], pack.offsets[1:], strict=True)]
+    tmp = Path(path).with_name(Path(path).name + f".tmp{os.getpid()}")
+    tmp.write_bytes(_jpeg_pack(images, pack.shape[1], pack.shape[2], version))
+    os.replace(tmp, path)
+
+
 def _write_checksum(path: Path, crc: int, size: int) -> None:
     with open(path, "w", encoding="ascii") as fh:
         fh.write(f"{crc:08x} {size}\n")
