@@ -65,8 +65,9 @@ DEFAULT_DECODER = "asnet.data.frames:decode_video"
 
 # Frame rates outside this range are container garbage (0, NaN, 90000 time-base leaks).
 _FPS_SANE = (1.0, 240.0)
-# Reasons under which releases that took a failed write for a decode error excluded a video
-# (numpy's errno-less short write, the disk's own message): such a video is decoded again.
+# Exclusion reasons that are a failed write, not a bad video (numpy's errno-less short write,
+# the disk's own message), as stores extracted before writes were told apart may hold: such
+# a video is decoded again.
 _LOST_TO_A_WRITE = re.compile(r"\d+ requested and \d+ written|No space left on device|Disk quota exceeded")
 
 
