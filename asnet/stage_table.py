@@ -105,6 +105,9 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("merge-frames", stages.merge_frames, "merge the chunks' indexes into the frame store's index.csv "
           "(the extract rule)", (DATASET,), stages.merge_frames_inputs, rules=("extract",), progress=False,
           show=_quiet),
+    Stage("verify-store", stages.verify_store, "check every file of a dataset's frame store against its "
+          "checksums (one line per bad file; exit 2 if any): before a long run, or after a disk error",
+          (DATASET,), show=_quiet),
     Stage("check-pretrained", stages.check_pretrained, "open the published pretrained files the runs start from "
           "and check their layout, release, classes and tensors against the configured backbones (what "
           "planning the workflow does): results/pretrained_check.json", (_out("pretrained_check.json", "out_json"),),

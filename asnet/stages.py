@@ -350,6 +350,27 @@ def extract(cfg: Config, dataset: str, progress: bool = True) -> pd.DataFrame:
     return merge_frames(cfg, dataset)
 
 
+def verify_store(cfg: Config, dataset: str, progress: bool = True) -> None:
+    """Check every file of `dataset`'s frame store against its checksums (`asnet verify-store`):
+    one line per bad or missing file (the file, the damage, the fix), then a summary; a
+    StoreError (exit 2) if any is bad. Reads the whole store: run it before a long run."""
+    from asnet.data.frames import verify_frames
+    from asnet.data.store import StoreError
+
+    frames = _frames_of(dataset)
+    check = verify_frames(frames, progress=progress)
+    for line in check.bad:
+        print(line)
+    print(f"{dataset}: {check.files} files of {check.videos} videos in {frames}: {check.verified} match their "
+          f"checksums, {check.unverified} carry none (written before checksums; structure checked), "
+          f"{len(check.bad)} bad")
+    if check.bad:
+        n = len(check.bad)
+        raise StoreError(f"{n} file{'s' * (n != 1)} of the frame store {frames} damaged or missing (listed "
+                         f"above); delete them, then `asnet extract --dataset {dataset}` decodes exactly those "
+                         "videos again")
+
+
 def fine_tunes_from_pretrain(cfg: Config) -> bool:
     """Whether runs of `cfg` start from the pretraining run's model.pt (model.pretrained)."""
     return uses_pretrain(cfg.to_dict())

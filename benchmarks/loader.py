@@ -23,6 +23,8 @@ The script
               (the clip's byte span, only its frames decoded) + ``crop_resize`` of the item's
               clip, as ``asnet.train.inputs.WorkerCrops`` does in a worker (no collate of the
               full frames, which ``train.crop_in_workers`` avoids)
+   jpeg_pack_v1  (only when named in ``--formats``) the same packs rewritten in jpgpack format
+              version 1, which has no per-frame CRC-32: what checking the checksums costs
    jpeg       baseline, Hara et al.'s 3D-ResNets style: a folder of ``image_%05d.jpg`` per
               video at the native 320x240, loaded with PIL and cropped/resized/flipped per
               frame with PIL (``MultiScaleCornerCrop`` + ``ToTensor`` + ``Normalize``)
@@ -92,7 +94,7 @@ from PIL import Image
 from asnet.data.clips import ClipDataset, clip_indices, pad_collate
 from asnet.data.crops import crop_resize, multiscale_corner_boxes, pixel_window
 from asnet.data.frames import decode_video, extract_videos
-from asnet.data.store import DEFAULT_JPEG_QUALITY, open_video, store_path
+from asnet.data.store import DEFAULT_JPEG_QUALITY, open_video, rewrite_jpeg_pack, store_path
 from asnet.hara import Normalisation
 
 FPS = 25
@@ -121,6 +123,7 @@ VIDEO_CODECS: dict[str, tuple[str, str, str, int, dict[str, str]]] = {
 FORMATS = (
     "npy", "npy_u8crop", "npy_small", "jpeg_pack", "jpeg", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long", "src_avi"
 )
+OPTIONAL_FORMATS = ("jpeg_pack_v1",)  # timed only when --formats names them
 WORKER_FORMATS = ("npy", "jpeg_pack")  # the package's stores, timed through a DataLoader
 BASELINE = "jpeg"
 
@@ -318,12 +321,17 @@ def prepare(
     stores: dict[str, Path] = {}  # format -> frames_dir of the package's stores (for --loader-workers)
     needs_npy = any(f in formats for f in ("npy", "npy_u8crop", "mjpeg", "mpeg4_g8", "h264_g8", "h264_long"))
 
-    def npy_format(name: str, side: int, fmt: str = "npy") -> Format:
+    def npy_format(name: str, side: int, fmt: str = "npy", version: int | None = None) -> Format:
         fdir = work / (f"npy{side}" if fmt == "npy" else f"{fmt}{side}q{args.store_quality}") / "frames"
+        if version is not None:
+            fdir = fdir.parent.with_name(f"{fdir.parent.name}v{version}") / "frames"
         extract_videos(
             manifest[["video", "path"]], src_dir, fdir, short_side=side, fps=FPS, workers=1, progress=False,
             fmt=fmt, quality=args.store_quality,
         )
+        if version is not None:  # the same JPEG images in that container version
+            for n in names:
+                rewrite_jpeg_pack(store_path(fdir, n, fmt), version)
         ds = ClipDataset(manifest[["video", "label"]], fdir, clip_len=16, seed=args.seed)
         first = open_video(store_path(fdir, names[0], fmt))
         stores[name] = fdir
@@ -338,7 +346,8 @@ def prepare(
             return ds[v]["clip"]
 
         note = (f"package .npy store, S={side}, mmap" if fmt == "npy" else
-                f"package JPEG store (.jpgpack, q{args.store_quality} 4:2:0, simplejpeg), S={side}")
+                f"package JPEG store (.jpgpack{'' if version is None else f' v{version}'}, q{args.store_quality} "
+                f"4:2:0, simplejpeg), S={side}")
         return Format(
             name,
             f"{note} (ClipDataset + crop_resize)",
@@ -368,6 +377,8 @@ def prepare(
         t0 = time.perf_counter()
         out["jpeg_pack"] = npy_format("jpeg_pack", args.short_side, "jpeg")
         print(f"prepared jpeg_pack in {time.perf_counter() - t0:.1f} s", flush=True)
+    if "jpeg_pack_v1" in formats:
+        out["jpeg_pack_v1"] = npy_format("jpeg_pack_v1", args.short_side, "jpeg", version=1)
 
     if "jpeg" in formats:
         t0 = time.perf_counter()
@@ -562,7 +573,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=24, help="clips per format, clip length and repeat")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument(
-        "--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}"
+        "--formats", default=",".join(FORMATS),
+        help=f"comma-separated subset of {','.join(FORMATS + OPTIONAL_FORMATS)}"
     )
     p.add_argument(
         "--cold", action="store_true", help="evict each clip's files from the page cache before reading"
@@ -589,9 +601,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - set(FORMATS))
+    unknown = sorted(set(formats) - set(FORMATS + OPTIONAL_FORMATS))
     if unknown:
-        raise SystemExit(f"unknown formats {unknown}; choose from {FORMATS}")
+        raise SystemExit(f"unknown formats {unknown}; choose from {FORMATS + OPTIONAL_FORMATS}")
     torch.set_num_threads(1)  # per core, like a DataLoader worker
     tmp = None
     if args.workdir is None:

@@ -23,6 +23,8 @@ from asnet.data.store import (
     FORMATS,
     JPEG_VERSION,
     StoreError,
+    commit_tmp,
+    encode_jpeg_pack,
     open_video,
     store_path,
     write_tmp,
@@ -54,7 +56,7 @@ def textured(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 def write_video(frames_dir: Path, video: str, frames: np.ndarray, fmt: str) -> Path:
     path = store_path(frames_dir, video, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_tmp(path, frames, fmt, DEFAULT_JPEG_QUALITY).replace(path)
+    commit_tmp(write_tmp(path, frames, fmt, DEFAULT_JPEG_QUALITY), path)
     return path
 
 
@@ -115,10 +117,14 @@ def test_truncated_or_corrupt_files_raise_store_error(tmp_path: Path, fmt: str) 
     path.write_bytes(data[:10])
     with pytest.raises(StoreError, match=path.name):
         open_video(path)
-    if fmt == "jpeg":  # right size, garbage inside a frame: found when that frame is decoded
-        header = 8 + 16 + 8 * 7
-        garbage = data[:header] + bytes(len(data) - header)
-        path.write_bytes(garbage)
+    if fmt == "jpeg":  # right size, garbage inside a frame: found when that frame is read
+        header = 8 + 16 + 8 * 7 + 4 * 6 + 4  # version 2: offsets, frame CRCs, header CRC
+        path.write_bytes(data[:header] + bytes(len(data) - header))
+        with pytest.raises(StoreError, match=rf"{path.name}: frame 0 fails its checksum"):
+            open_video(path).read(np.arange(2))
+        # A version-1 pack has no checksums: the decoder finds the garbage.
+        v1 = encode_jpeg_pack(textured(6, 32, 32), DEFAULT_JPEG_QUALITY, version=1)
+        path.write_bytes(v1[: 8 + 16 + 8 * 7] + bytes(len(v1) - (8 + 16 + 8 * 7)))
         with pytest.raises(StoreError, match=rf"{path.name}: frame 0 does not decode"):
             open_video(path).read(np.arange(2))
 
@@ -264,7 +270,7 @@ def test_jpeg_store_end_to_end(tiny_workdir: Path, tmp_path: Path, monkeypatch: 
     index = stages.extract(cfg, "synthetic_tiny", progress=False)
     frames_dir = paths.frames_dir("synthetic_tiny")
     suffixes = {p.name.split(".", 1)[1] for p in frames_dir.iterdir() if not p.name.endswith((".csv", ".json"))}
-    assert suffixes == {"jpgpack", "boxes.npy"}, suffixes
+    assert suffixes == {"jpgpack", "boxes.npy", "boxes.npy.crc32"}, suffixes  # a .jpgpack holds its checksums
     assert (index["status"] == "ok").all()
     assert '"format": "jpeg"' in (frames_dir / "params.json").read_text()
     run_dir = tmp_path / "run"

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asnet.data.frames import STATUS_EXCLUDED, bad_videos_path, read_index
-from asnet.data.store import StoreError, find_video, open_video
+from asnet.data.store import StoreError, find_video, open_boxes, open_video
 
 
 def usable_videos(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFrame, list[str], int]:
@@ -49,7 +49,11 @@ def usable_videos(manifest: pd.DataFrame, frames_dir: Path) -> tuple[pd.DataFram
     missing = [v for v, f in zip(rows["video"].astype(str), files, strict=True) if f is None]
     if missing:
         # Not excluded yet not extracted: a pipeline ordering bug, not something to skip.
-        raise FileNotFoundError(f"{len(missing)} videos have no frames in {frames_dir}, e.g. {missing[:3]}")
+        dataset = Path(frames_dir).parent.name
+        raise FileNotFoundError(
+            f"{len(missing)} videos have no frames in {frames_dir}, e.g. {missing[:3]}; run `asnet extract "
+            f"--dataset {dataset}`, which decodes exactly the missing ones (under Snakemake: `snakemake "
+            f"--forcerun extract_chunk {Path(frames_dir) / 'index.csv'}`)")
     return rows, [str(f) for f in files], int(drop.sum())
 
 
@@ -61,7 +65,7 @@ def _labels(rows: pd.DataFrame) -> list[int]:
 
 def _load_boxes(frames_dir: Path, video: str) -> np.ndarray | None:
     path = frames_dir / f"{video}.boxes.npy"
-    return np.load(path, mmap_mode="r") if path.exists() else None
+    return open_boxes(path) if path.exists() else None
 
 
 def box_union(boxes: np.ndarray | None, frame_idx: np.ndarray) -> np.ndarray:
@@ -151,6 +155,7 @@ class ClipDataset(Dataset):
             stored = open_video(Path(self.files[i]))
             idx = self.clip_frames(i, stored.shape[0])
             clip = stored.read(idx)
+            boxes = _load_boxes(self.frames_dir, video)
         except StoreError as exc:
             return {"skipped": video, "reason": str(exc), "index": i}
         item = {
@@ -159,7 +164,7 @@ class ClipDataset(Dataset):
             "index": i,
             "height": int(stored.shape[1]),
             "width": int(stored.shape[2]),
-            "gt": torch.from_numpy(box_union(_load_boxes(self.frames_dir, video), idx)),
+            "gt": torch.from_numpy(box_union(boxes, idx)),
         }
         if self.crops is not None:
             item = self.crops(item, np.random.SeedSequence([self.seed, self.epoch, i, 1]))

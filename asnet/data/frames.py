@@ -7,6 +7,8 @@ Stored format (one file per video, see ``extract_videos``):
   resized so that ``min(H, W) == short_side``.
 * ``<frames_dir>/<video>.boxes.npy`` (optional): float32 (T, 4) ground-truth boxes
   ``x0, y0, x1, y1`` in stored-frame pixels (x1, y1 exclusive), aligned to the stored frames.
+* ``<file>.crc32`` beside each ``.npy`` file: its checksum (``asnet.data.store``; a
+  ``.jpgpack`` carries its own).
 * ``<frames_dir>/index.csv``: one row per video, columns ``INDEX_COLUMNS``.
 * ``<frames_dir>/../bad_videos.csv``: every excluded or repaired video with its reason.
 
@@ -16,7 +18,12 @@ killed run whose index was lost (Snakemake deletes an incomplete job's outputs) 
 
 Decoding runs in separate worker processes with a per-video timeout because decord can hang
 forever (over-reported frame counts) or segfault (corrupt input); either must cost one video,
-never the run.
+never the run. A failed *write* is not the video's fault: a worker reports it as such, and
+the run stops with ``asnet.disk.DiskFullError`` (a full, over-quota or failing disk), keeping
+the videos finished before it and recording nothing for the one it was writing, so a rerun
+after freeing space decodes exactly the missing ones.
+
+``verify_frames`` checks a whole store against its checksums (``asnet verify-store``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,6 +50,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from asnet.data import store
+from asnet.disk import DISK_ERRNOS, DiskFullError, writing
 from asnet.faults import fault_point
 from asnet.progress import CONSOLE
 
@@ -56,6 +65,10 @@ DEFAULT_DECODER = "asnet.data.frames:decode_video"
 
 # Frame rates outside this range are container garbage (0, NaN, 90000 time-base leaks).
 _FPS_SANE = (1.0, 240.0)
+# Exclusion reasons that are a failed write, not a bad video (numpy's errno-less short write,
+# the disk's own message), as stores extracted before writes were told apart may hold: such
+# a video is decoded again.
+_LOST_TO_A_WRITE = re.compile(r"\d+ requested and \d+ written|No space left on device|Disk quota exceeded")
 
 
 class DecodeError(RuntimeError):
@@ -376,12 +389,21 @@ def _process_one(
         "src_frames": int(info.get("src_frames", 0)),
         "status": status,
         "reason": "; ".join(reasons),
-        "tmp": str(store.write_tmp(out, frames, task.get("format", "npy"), task.get("quality", 0))),
     }
-    if task.get("boxes") is not None:
-        src_hw = (int(info["src_height"]), int(info["src_width"]))
-        aligned = align_boxes(task["boxes"], indices, src_hw, frames.shape[1:3])
-        result["boxes_tmp"] = str(store.write_tmp(out.with_name(f"{video}.boxes.npy"), aligned, "npy", 0))
+    target = out
+    try:
+        result["tmp"] = str(store.write_tmp(out, frames, task.get("format", "npy"), task.get("quality", 0)))
+        if task.get("boxes") is not None:
+            src_hw = (int(info["src_height"]), int(info["src_width"]))
+            aligned = align_boxes(task["boxes"], indices, src_hw, frames.shape[1:3])
+            target = out.with_name(f"{video}.boxes.npy")
+            result["boxes_tmp"] = str(store.write_tmp(target, aligned, "npy", 0))
+    except OSError as exc:
+        if "tmp" in result:
+            store.remove(Path(result["tmp"]))
+        # Not the video's fault: the parent stops the run (nothing is recorded for this video).
+        return {"video": video, "write_error": {"path": str(target), "errno": exc.errno,
+                                                "strerror": exc.strerror or str(exc)}}
     return result
 
 
@@ -516,6 +538,17 @@ class _Pool:
         yield _failed(task, why)
 
 
+def _write_error(failure: dict[str, Any]) -> OSError:
+    """The error a worker's failed write stops the run with: DiskFullError for a full,
+    over-quota, read-only or failing disk, the OSError naming the file otherwise."""
+    errno_, path = failure["errno"], failure["path"]
+    if errno_ in DISK_ERRNOS:
+        return DiskFullError(path, OSError(errno_, failure["strerror"]))
+    if errno_ is None:
+        return OSError(f"cannot write {path}: {failure['strerror']}")
+    return OSError(errno_, f"cannot write {path}: {failure['strerror']}")
+
+
 def _failed(task: dict[str, Any], reason: str) -> dict[str, Any]:
     return {
         "video": task["video"],
@@ -583,7 +616,8 @@ def _write_marker(done_dir: Path, row: dict[str, Any]) -> None:
     """The video's index row, written atomically once its arrays are in place (or removed)."""
     path = _marker(done_dir, row["video"])
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({c: row.get(c) for c in INDEX_COLUMNS}, default=lambda o: o.item()))
+    with writing(path):
+        tmp.write_text(json.dumps({c: row.get(c) for c in INDEX_COLUMNS}, default=lambda o: o.item()))
     os.replace(tmp, path)
 
 
@@ -707,7 +741,8 @@ def extract_videos(
         done = prev is not None and prev["status"] in (STATUS_OK, STATUS_REPAIRED) and out.exists()
         if gt_boxes is not None and video in gt_boxes and not out.with_name(f"{video}.boxes.npy").exists():
             done = False
-        if prev is not None and prev["status"] == STATUS_EXCLUDED and not retry_excluded:
+        if (prev is not None and prev["status"] == STATUS_EXCLUDED and not retry_excluded
+                and not _LOST_TO_A_WRITE.search(str(prev.get("reason", "")))):
             done = True
         if done:
             rows[video] = prev
@@ -733,12 +768,14 @@ def extract_videos(
             rows.setdefault(video, prev)
 
     def flush() -> pd.DataFrame:
-        return _write_index({v: r for v, r in rows.items() if r}, index_path, bad_path)
+        with writing(index_path):
+            return _write_index({v: r for v, r in rows.items() if r}, index_path, bad_path)
 
     pool = _Pool(min(workers, max(1, len(tasks))), decoder, timeout_s) if tasks else None
     log.info("%s: decoding %d videos in %d decoder processes (%d already done)", index_dir, len(tasks),
              len(pool.slots) if pool else 0, len(pairs) - len(tasks), extra=CONSOLE)
     last_flush = time.monotonic()
+    failure: dict[str, Any] | None = None
     try:
         bar = tqdm(
             total=len(tasks),
@@ -748,16 +785,20 @@ def extract_videos(
         )
         for res in pool.run(tasks) if pool else []:
             video = res["video"]
+            if "write_error" in res:
+                # The other workers' videos in flight are dropped with their temp files.
+                failure = res["write_error"]
+                break
             out = store.store_path(frames_dir, video, fmt)
             boxes_out = frames_dir / f"{video}.boxes.npy"
             if res["status"] == STATUS_EXCLUDED:
                 # A stale array from an earlier run must not contradict the index.
-                out.unlink(missing_ok=True)
-                boxes_out.unlink(missing_ok=True)
+                store.remove(out)
+                store.remove(boxes_out)
             else:
                 if "boxes_tmp" in res:
-                    os.replace(res.pop("boxes_tmp"), boxes_out)
-                os.replace(res.pop("tmp"), out)
+                    store.commit_tmp(res.pop("boxes_tmp"), boxes_out)
+                store.commit_tmp(res.pop("tmp"), out)
             rows[video] = res
             if done_dir is not None:
                 _write_marker(done_dir, res)
@@ -774,6 +815,10 @@ def extract_videos(
             pool.close()
         _remove_temp_files(frames_dir, mine)
         index = flush()
+    if failure is not None:
+        decoded = sum(1 for t in tasks if rows[t["video"]])
+        log.info("%s: stopped by a failed write after %d of %d videos decoded now", index_dir, decoded, len(tasks))
+        raise _write_error(failure)
 
     counts = index["status"].value_counts()
     summary = {s: int(counts.get(s, 0)) for s in (STATUS_OK, STATUS_REPAIRED, STATUS_EXCLUDED)}
@@ -784,3 +829,47 @@ def extract_videos(
         f"see {bad_path}"
     )
     return index
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreCheck:
+    """What `verify_frames` found: files checked, how many matched their checksums, how many
+    carry none (written before checksums: structure checked only), and one message per bad
+    or missing file (naming it, the damage and the fix)."""
+
+    videos: int = 0
+    files: int = 0
+    verified: int = 0
+    unverified: int = 0
+    bad: list[str] = field(default_factory=list)
+
+
+def verify_frames(frames_dir: Path, progress: bool = False) -> StoreCheck:
+    """Check every file the index of `frames_dir` lists (frames and boxes of each video not
+    excluded) against its checksums (``asnet.data.store.verify_file``): reads the whole store."""
+    frames_dir = Path(frames_dir)
+    index = read_index(frames_dir)
+    videos = index.loc[index["status"] != STATUS_EXCLUDED, "video"].astype(str).tolist()
+    check = StoreCheck(videos=len(videos))
+    for video in tqdm(videos, desc=f"verify {frames_dir.parent.name}", unit="video", disable=not progress):
+        path = store.find_video(frames_dir, video)
+        if path is None:
+            check.bad.append(f"{frames_dir / video}.*: no frame file, though index.csv lists {video}; run "
+                             "`asnet extract` again (it decodes exactly the missing videos)")
+            continue
+        boxes = frames_dir / f"{video}.boxes.npy"
+        for f in (path, boxes) if boxes.exists() else (path,):
+            check.files += 1
+            try:
+                if store.verify_file(f):
+                    check.verified += 1
+                else:
+                    check.unverified += 1
+            except store.StoreError as exc:
+                check.bad.append(str(exc))
+    return check
