@@ -91,7 +91,7 @@ def test_an_unreadable_validation_video_stops_the_run_before_training(tiny_workd
     line = errors[0]
     assert "before training: 1 of 3 validation videos are unreadable" in line and str(bad) in line, line
     assert "`asnet extract`" in line and "raise train.max_val_skipped" in line, line
-    assert not (work / paths.run_dir(DATASET, SPLIT, "single") / "state").exists()
+    assert not (work / paths.run_dir(DATASET, SPLIT, "single") / "state" / "last.pt").exists()
 
 
 def test_validation_skips_over_the_share_stop_at_validation() -> None:
