@@ -4,6 +4,7 @@
     asnet manifest --dataset ucf101 --root DIR --splits DIR --split 1 --out m.csv
     asnet extract  --dataset synthetic           # decode videos into the frame store
     asnet extract-chunk --dataset synthetic --chunk 0 ; asnet merge-frames --dataset synthetic   # its two steps
+    asnet verify-store --dataset synthetic      # check every frame file against its checksum
     asnet pretrain                               # the Kinetics stand-in: results/pretrain/<source>/model.pt
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
@@ -25,7 +26,8 @@
 
 The subcommands are the rows of asnet.stage_table.STAGES (the Snakemake rules run the same
 functions). Every command but `manifest` takes --config FILE and repeated --set KEY=VALUE overrides (YAML values).
-Bad input (config, overrides, missing inputs, unreadable checkpoints) exits with status 2
+Bad input (config, overrides, missing inputs, unreadable checkpoints or frame files) and a
+full disk exit with status 2
 and one error message, before any expensive work where it can be checked up front.
 """
 

@@ -208,6 +208,7 @@ def figure5(
 ) -> None:
     """SPA boxes on frames of the first n test videos, and Grad-CAM of ASNet (vs single stream)."""
     from asnet.data.clips import VideoClips
+    from asnet.data.store import open_boxes
     from asnet.device import select_runtime
     from asnet.train.inputs import clip_to_frame
     from asnet.train.loop import load_trained, stream_inputs
@@ -246,7 +247,7 @@ def figure5(
         spa_box = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])[0]
         start_box = clip_to_frame(episode.boxes[0], batch["height"], batch["width"])[0]
         boxes_path = Path(frames_dir) / f"{item['video']}.boxes.npy"
-        frame_gt = np.load(boxes_path) if boxes_path.exists() else None
+        frame_gt = np.asarray(open_boxes(boxes_path)) if boxes_path.exists() else None
         t_len = clip.shape[1]
         shown = np.unique(np.linspace(0, t_len - 1, FRAMES_SHOWN).round().astype(int))
         for c in range(FRAMES_SHOWN):

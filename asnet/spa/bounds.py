@@ -60,14 +60,14 @@ def training_clip_boxes(manifest: pd.DataFrame, frames_dir: Path, clip_len: int)
     """Actor boxes of every non-overlapping clip (the test clips' layout, asnet.data.clips) of
     the manifest's training videos: (gt (N, 4), heights (N,), widths (N,)); empty without boxes."""
     from asnet.data.clips import box_union, hara_clip_indices
-    from asnet.data.store import find_video, open_video
+    from asnet.data.store import find_video, open_boxes, open_video
 
     gts, hs, ws = [], [], []
     for video in manifest.loc[manifest["subset"] == "train", "video"].astype(str):
         boxes_path, frames_path = Path(frames_dir) / f"{video}.boxes.npy", find_video(Path(frames_dir), video)
         if not boxes_path.exists() or frames_path is None:
             continue
-        boxes = np.load(boxes_path, mmap_mode="r")
+        boxes = open_boxes(boxes_path)  # StoreError naming the file if damaged
         t, h, w, _ = open_video(frames_path).shape  # the header only
         for row in hara_clip_indices(t, clip_len):
             gts.append(box_union(boxes, row))
