@@ -326,7 +326,9 @@ _SUMMARIES: dict[Path, _Summaries] = {}
 def closure(entry: dict[str, Iterable[str] | None], command: str | None = None, root: Path = ROOT) -> StageCode:
     """The code reached from `entry` ({module: names in it, or None for the module itself}) in
     the package under `root`; `command`: the stage whose row of STAGES counts."""
-    summaries = _SUMMARIES.setdefault(root, _Summaries(root))
+    if root not in _SUMMARIES:
+        _SUMMARIES[root] = _Summaries(root)
+    summaries = _SUMMARIES[root]
     c = _Closure(summaries, command)
     for module, names in entry.items():
         c.add_module(module)

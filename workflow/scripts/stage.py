@@ -23,7 +23,7 @@ log_file = job.log[0] if job.log else None
 handlers = [logging.FileHandler(log_file)] if log_file else [logging.StreamHandler()]
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 if log_file:
-    # The console keeps the progress lines; everything else (tqdm bars included) goes to the log.
+    # The console keeps the progress lines; every record goes to the log (no tqdm bars: run_rule).
     console = console_handler(sys.stderr, job_label(job.rule, dict(job.wildcards.items())))
     logging.getLogger().addHandler(console)
     sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
