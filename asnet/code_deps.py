@@ -4,9 +4,9 @@ as files (the `deps:` of a DVC stage) and as one digest of their normalised sour
 
 Static, from the modules' ASTs, at the granularity of top-level statements. A job imports
 workflow/scripts/stage.py's modules and calls asnet.stage_table.run_rule, which calls its
-stage's functions. A module imported counts with what runs on import (its imports, and
-statements that bind no name, such as `if __name__ == "__main__":`); a definition (function,
-class, constant) counts when something counted reads its name, directly, as `module.name`,
+stage's functions. A module imported counts with what runs on import: its imports, its
+classes (methods included) and the statements that bind no name (`if __name__ ...:`); a
+definition (function, constant) counts when something counted reads its name, directly, as `module.name`,
 or through `from module import name`; a function's own imports (function-local) count
 with it. The table of stages (STAGES) stands for the one row of the stage. So a stage
 depends on the modules it can import when it runs, and its digest on the definitions it can
@@ -43,7 +43,7 @@ JOB_ENTRY = {"asnet.cli": ("EXPECTED_ERRORS", "error_line"), "asnet.config": Non
              "asnet.stage_table": ("run_rule", "rule_inputs", "stage_of_rule")}
 # The statement holding the stage rows (STAGES): it stands for the one row of the stage.
 ROW_CALL = "Stage"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _NAMED = re.compile(r"^asnet(\.\w+)*(:\w+)?$")
 
 
@@ -155,8 +155,8 @@ def summarise(path: Path, module: str) -> dict[str, Any]:
     for stmt in tree.body:
         part = _part(stmt, module, is_pkg)
         part["bound"] = sorted(set(_bound(stmt)) | set(part["binds"]))
-        # A function body runs when called; anything else (a class body too) runs on import.
-        part["on_import"] = not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+        # A class body runs on import (its methods when called): it counts with its module.
+        part["is_class"] = isinstance(stmt, ast.ClassDef)
         part["rows"] = _rows(stmt, module, is_pkg)
         stmts.append(part)
     return {"stmts": stmts}
@@ -261,9 +261,9 @@ class _Closure:
                 continue
             if module not in self.parts:
                 self.parts[module] = set()
-                # On import: its imports and the statements that bind no name (they only run).
+                # On import: its imports, its classes and the statements that bind no name.
                 for i, stmt in enumerate(summary["stmts"]):
-                    if not stmt["rows"] and (not stmt["bound"] or stmt["binds"]):
+                    if not stmt["rows"] and (not stmt["bound"] or stmt["binds"] or stmt["is_class"]):
                         self.reach(module, summary, i)
             if name is None:
                 continue
