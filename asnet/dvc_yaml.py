@@ -61,11 +61,20 @@ def _rule_stages(*rules: str) -> list[str]:
     return [stage_of_rule(r).command for r in rules]
 
 
+# Names the Snakefiles import that only some rules call (in their params or input functions,
+# for their jobs alone); every other imported name runs while any target is planned.
+RULE_ONLY = {("asnet.stages", "train_signature"): "train", ("asnet.stages", "pretrain_signature"): "pretrain",
+             ("asnet.stages", "report_inputs"): "runtime"}
+
+
 def code_files(rules: tuple[str, ...]) -> list[str]:
-    """The asnet module files that running `rules` imports: what the Snakefiles import while
-    planning, and each rule's stage (asnet.code_deps)."""
+    """The asnet module files that running `rules` imports: what the Snakefiles run to plan
+    any target, what they run for these rules' jobs (RULE_ONLY), and each rule's stage
+    (asnet.code_deps)."""
     smk = [REPO_ROOT / f for f in SNAKEFILES] + sorted((REPO_ROOT / RULES_DIR).glob("*.smk"))
-    files = set(closure(workflow_imports(smk)).files)
+    entry = {m: tuple(n for n in names if RULE_ONLY.get((m, n), rules[0]) in rules)
+             for m, names in workflow_imports(smk).items()}
+    files = set(closure(entry).files)
     for command in _rule_stages(*rules):
         files |= set(stage_code(command).files)
     return sorted(files)
