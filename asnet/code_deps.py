@@ -240,7 +240,7 @@ class _Closure:
         self.todo: list[tuple[str, str | None]] = []
         self.seen: set[tuple[str, str | None]] = set()
 
-    # A module is imported: its parent packages run too; a sliced one runs its import-time part.
+    # A module is imported (its parent packages run first), and `name` of it is read.
     def add_module(self, module: str, name: str | None = None) -> None:
         parts = module.split(".")
         for i in range(1, len(parts)):
@@ -269,8 +269,8 @@ class _Closure:
                 continue
             for i in summary["by_name"].get(name, ()):
                 self.reach(module, summary, i)
-            if name not in summary["by_name"] and name != "__getattr__":  # a module's __getattr__ makes the names it does not bind
-                self.todo.append((module, "__getattr__"))
+            if name not in summary["by_name"] and name != "__getattr__":
+                self.todo.append((module, "__getattr__"))  # a module's __getattr__ makes the others
 
     def reach(self, module: str, summary: dict[str, Any], index: int) -> None:
         stmt = summary["stmts"][index]

@@ -9,7 +9,6 @@ workflow/rules/report.smk with `script: "../scripts/stage.py"`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +55,7 @@ class Stage:
     args: tuple[Arg, ...] = ()
     inputs: Callable[..., list[Path]] | None = None
     rules: tuple[str, ...] = ()
-    # Whether `run` takes `progress` (the CLI's --no-progress), and its value in a rule (whose
-    # bars are shown only where stderr is a terminal).
+    # Whether `run` takes `progress` (the CLI's --no-progress), and its value in a rule.
     progress: bool = True
     rule_progress: bool = True
     # A rule that runs something other than `run` (the train rule's torchrun launch); it also
@@ -229,9 +227,8 @@ def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str
              params: dict[str, Any] | None = None, threads: int | None = None) -> Any:
     """What a Snakemake job of `rule` runs: its stage's function with the job's wildcards and
     params (an Arg takes the wildcard or param of its name or keyword; one named `out` gets the
-    first declared output), as the CLI would with the same values, tqdm bars only when stderr
-    is a terminal. A function that takes `threads` gets the job's (the rule's `threads:`, as
-    Snakemake scaled it to --cores)."""
+    first declared output), as the CLI would with the same values. A function that takes
+    `threads` gets the job's (the rule's `threads:`, as Snakemake scaled it to --cores)."""
     import inspect
 
     stage = stage_of_rule(rule)
@@ -250,9 +247,7 @@ def run_rule(rule: str, cfg: Config, wildcards: dict[str, str], output: list[str
             raise ValueError(f"rule {rule}: stage {stage.command} needs `{a.name}`, which is neither a wildcard "
                              "nor `out`; give the rule that wildcard")
     if stage.progress:
-        # tqdm bars only on a terminal: a job's stderr is its log file (workflow/scripts/stage.py),
-        # where each redraw would be one more '\r' line; the log keeps the CONSOLE progress lines.
-        kwargs["progress"] = stage.rule_progress and sys.stderr.isatty()
+        kwargs["progress"] = stage.rule_progress
     if stage.rule_run is not None:
         kwargs["log_file"] = Path(log_file) if log_file else None
     if threads is not None and "threads" in inspect.signature(fn).parameters:

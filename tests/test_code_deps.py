@@ -169,7 +169,7 @@ def test_snakemake_reruns_a_rule_after_a_real_edit_of_its_code_only(tmp_path: Pa
     assert run.returncode == 0, run.stderr[-3000:]
     # The rule's log: one line per record, no tqdm redraws; the epochs are there.
     log = (work / "results/logs/synthetic_tiny/split1/single/train.log").read_text()
-    assert "\r" not in log and "epoch 1: {" in log, log[-2000:]
+    assert "\r" not in log and "epoch 1: {" in log and "%|" in log, log[-2000:]
 
     def planned() -> str:
         dry = _smk(copy, work, "-n", target)
