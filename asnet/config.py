@@ -402,6 +402,40 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def parse_value(raw: str, where: str) -> Any:
+    """One value as `--set` reads it: a YAML scalar or flow collection (ConfigLoader: safe,
+    with YAML 1.2 floats), never evaluated; ConfigError starting with `where` when malformed."""
+    try:
+        return yaml.load(raw, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not a plain YAML value: {_yaml_problem(exc)}") from None
+
+
+def _typed(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        return parse_value(value, where)
+    if isinstance(value, dict):
+        return {k: _typed(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v, f"{where}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def typed_snakemake_config(config: dict[str, Any], given: Any) -> dict[str, Any]:
+    """The top-level entries of Snakemake's merged `config` that its `--config` set (`given`),
+    with their text typed as `--set` types it, merged over the rest of each entry.
+
+    Snakemake reads `--config train={batch_size: 4}` with YAML's base loader, which makes every
+    value text ('4'); `--set train.batch_size=4` gives 4. Only what `--config` gave is retyped:
+    text in config files is already typed by their YAML."""
+    out: dict[str, Any] = {}
+    for key, value in dict(given or {}).items():
+        typed = _typed(value, f"--config {key}")
+        current = config.get(key)
+        out[key] = deep_merge(current, typed) if isinstance(current, dict) and isinstance(typed, dict) else typed
+    return out
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn `["train.epochs=3", "spa.reward_sign=printed"]` into a nested mapping.
 
@@ -417,10 +451,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty key part in {key!r}; expected e.g. train.epochs=3")
-        try:
-            value = yaml.load(raw, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: not a plain YAML value: {_yaml_problem(exc)}") from None
+        value = parse_value(raw, f"override {item!r}")
         node = out
         for i, part in enumerate(parts[:-1]):
             if part in node and not isinstance(node[part], dict):

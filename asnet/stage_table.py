@@ -90,6 +90,12 @@ def _show_plan(df: pd.DataFrame) -> str:
     return show(df)
 
 
+def _dvc_yaml(**kwargs: Any) -> list[Path]:
+    from asnet.dvc_yaml import write  # only this command reads the stages' code
+
+    return write(**kwargs)
+
+
 def _out(default: str, kwarg: str) -> Arg:
     return Arg("out", Path, Path("results") / default, kwarg=kwarg, help=f"output file (default results/{default})")
 
@@ -178,6 +184,13 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
            Arg("allow-missing", kwarg="allow_missing", action="store_true", default=False,
                help="report and drop listed videos that are missing")),
           progress=False, uses_config=False),
+    Stage("dvc-yaml", _dvc_yaml, "write dvc.yaml and params.yaml for a preset: its datasets' outputs, "
+          "each stage's deps on the modules it imports", (
+              Arg("preset", default="default", help="a preset of config/presets (default: default)"),
+              Arg("root", Path, Path("."), help="folder of dvc.yaml and params.yaml (default: .)"),
+              Arg("check", action="store_true", default=False,
+                  help="write nothing; fail unless both are what this writes (each DVC stage runs this first)")),
+          progress=False, uses_config=False, show=_quiet),
 )}
 
 

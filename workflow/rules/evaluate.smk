@@ -9,6 +9,7 @@ rule evaluate:
         scores=str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "scores.npz"),
         confusion=report(str(paths.eval_dir("{dataset}", "{split}", "{variant}") / "confusion.png"), caption="../report/confusion.rst", category="Runs", subcategory="checkpoints/{dataset}/split{split}/{variant}"),
     params:
+        code=rule_code("evaluate"),
         # the test protocol (the current config's, not the checkpoint's): an edit re-evaluates
         views=CFG.eval.views,
         max_clips=CFG.eval.max_clips,

@@ -11,6 +11,8 @@ rule extract_chunk:
         bad=str(paths.frames_chunk_dir("{dataset}", "{chunk}") / "bad_videos.csv"),
     # one decoder process per thread: Snakemake scales this down to --cores, and the chunk
     # starts min(frames.workers, the job's threads) decoders
+    params:
+        code=rule_code("extract_chunk"),
     threads: max(1, CFG.frames.workers)
     log:
         "results/logs/{dataset}/extract_chunk{chunk}.log",
@@ -25,6 +27,8 @@ rule extract:
         stage_inputs("extract"),
     output:
         index=str(paths.frames_index("{dataset}")),
+    params:
+        code=rule_code("extract"),
     log:
         "results/logs/{dataset}/extract.log",
     benchmark:

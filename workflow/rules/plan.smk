@@ -4,6 +4,8 @@
 rule plan:
     output:
         csv="results/plan.csv",
+    params:
+        code=rule_code("plan"),
     log:
         "results/logs/plan.log",
     benchmark:

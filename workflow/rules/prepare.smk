@@ -4,6 +4,8 @@ rule prepare:
     output:
         manifests=[str(paths.manifest("{dataset}", s)) for s in CFG.splits],
         coverage=[str(paths.coverage("{dataset}", s)) for s in CFG.splits],
+    params:
+        code=rule_code("prepare"),
     log:
         "results/logs/{dataset}/prepare.log",
     benchmark:
@@ -17,6 +19,8 @@ rule prepare:
 rule prepare_source:
     output:
         manifest=str(paths.pretrain_manifest("{dataset}")),
+    params:
+        code=rule_code("prepare_source"),
     log:
         "results/logs/{dataset}/prepare_source.log",
     benchmark:

@@ -7,6 +7,8 @@ rule table6:
         csv=report("results/table6.csv", caption="../report/table6.rst", category="Table 6"),
         # every metric of every run and split, long form (write_table6 writes it beside the csv)
         metrics=report("results/table6_metrics.csv", caption="../report/table6.rst", category="Table 6"),
+    params:
+        code=rule_code("table6"),
     log:
         "results/logs/table6.log",
     benchmark:
@@ -23,6 +25,8 @@ rule probes:
         tex=report("results/probes.tex", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
         csv=report("results/probes.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
         metrics=report("results/probes_metrics.csv", caption="../report/probes.rst", category="Table 5 and probes", subcategory="Probes"),
+    params:
+        code=rule_code("probes"),
     log:
         "results/logs/probes.log",
     benchmark:
@@ -38,6 +42,8 @@ rule figure4:
     output:
         pdf=report("results/figure4.pdf", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
         png=report("results/figure4.png", caption="../report/figure4.rst", category="Figures", subcategory="Figure 4"),
+    params:
+        code=rule_code("figure4"),
     log:
         "results/logs/figure4.log",
     benchmark:
@@ -53,6 +59,8 @@ rule figure5:
     output:
         pdf=report("results/figure5.pdf", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
         png=report("results/figure5.png", caption="../report/figure5.rst", category="Figures", subcategory="Figure 5"),
+    params:
+        code=rule_code("figure5"),
     log:
         "results/logs/figure5.log",
     benchmark:
@@ -68,6 +76,8 @@ rule experiment_table:
     output:
         tex=report("results/{table}.tex", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
         csv=report("results/{table}.csv", caption="../report/experiment_table.rst", category="Tables 1-4", subcategory=lambda w: f"Table {w.table[-1]}"),
+    params:
+        code=rule_code("experiment_table"),
     log:
         "results/logs/{table}.log",
     benchmark:
@@ -83,6 +93,8 @@ rule audit:
     output:
         md=report("results/audit.md", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
         csv=report("results/audit.csv", caption="../report/audit.rst", category="Audit", subcategory="Claims"),
+    params:
+        code=rule_code("audit"),
     log:
         "results/logs/audit.log",
     benchmark:
@@ -98,6 +110,8 @@ rule spa_cost:
     output:
         tex=report("results/spa_cost.tex", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
         csv=report("results/spa_cost.csv", caption="../report/spa_cost.rst", category="Beyond the paper", subcategory="SPA's cost"),
+    params:
+        code=rule_code("spa_cost"),
     log:
         "results/logs/spa_cost.log",
     benchmark:
@@ -114,6 +128,8 @@ rule localisation:
     output:
         tex=report("results/localisation.tex", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
         csv=report("results/localisation.csv", caption="../report/localisation.rst", category="Beyond the paper", subcategory="Localisation"),
+    params:
+        code=rule_code("localisation"),
     log:
         "results/logs/localisation.log",
     benchmark:
@@ -131,6 +147,8 @@ rule anchor_check:
     output:
         tex=report("results/anchor_check.tex", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
         csv=report("results/anchor_check.csv", caption="../report/anchor_check.rst", category="Audit", subcategory="Anchor check"),
+    params:
+        code=rule_code("anchor_check"),
     log:
         "results/logs/anchor_check.log",
     benchmark:
@@ -168,6 +186,8 @@ rule table5:
         tex=report("results/table5.tex", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
         csv=report("results/table5.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
         predictions=report("results/table5_predictions.csv", caption="../report/table5.rst", category="Table 5 and probes", subcategory="Table 5"),
+    params:
+        code=rule_code("table5"),
     threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:
         "results/logs/table5.log",

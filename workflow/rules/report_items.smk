@@ -43,6 +43,7 @@ for _name in REPORT_PAGES:
             html=report(str(paths.REPORT_ROOT / f"{_name}.html"), caption=f"../report/{_caption}",
                         category=_category, subcategory=_subcategory),
         params:
+            code=rule_code(f"report_page_{_name}"),
             name=_name,
         localrule: True
         log:
@@ -65,6 +66,7 @@ rule run_report:
         config=report(str(paths.REPORT_ROOT / "runs" / "{run}" / "config.yaml"), caption="../report/run_config.rst",
                       category="Runs", subcategory="{run}"),
     params:
+        code=rule_code("run_report"),
         run_dir="results/{run}",
         out_dir=str(paths.REPORT_ROOT / "runs" / "{run}"),
     localrule: True
@@ -89,6 +91,8 @@ rule runtime:
         report_items=lambda w: [str(p) for p in stages_report_inputs(CFG) if p.name != "runtime.html"],
     output:
         csv="results/runtime.csv",
+    params:
+        code=rule_code("runtime"),
     localrule: True
     log:
         "results/logs/runtime.log",

@@ -21,6 +21,7 @@ rule train:
     output:
         model=str(paths.run_dir("{dataset}", "{split}", "{variant}") / "model.pt"),
     params:
+        code=rule_code("train"),
         # what the run trains (config after the variant's overrides): an edit retrains it
         signature=lambda w: stages_train_signature(CFG, w.dataset, w.variant),
         # versions of the run's videos in the frame store: repairing a file it skipped retrains it
@@ -46,6 +47,7 @@ rule pretrain:
     output:
         model=str(paths.pretrain_model("{source}")),
     params:
+        code=rule_code("pretrain"),
         signature=lambda w: stages_pretrain_signature(CFG),
     threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:

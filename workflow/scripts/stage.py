@@ -9,7 +9,9 @@ An expected error (bad config, a missing or unreadable input: what `asnet` repor
 line) ends the log with the line the CLI prints, its traceback above it for debugging, and
 fails the job; any other exception is a bug and propagates as Snakemake shows it."""
 
+import atexit
 import logging
+import re
 import sys
 import traceback
 
@@ -19,15 +21,64 @@ from asnet.progress import console_handler, job_label
 from asnet.stage_table import run_rule, stage_of_rule
 from asnet.train.stop import TrainingInterrupted
 
+
+class BarLines:
+    """A log file as stderr, where a tqdm bar leaves one line (its last state) instead of a
+    carriage-return redraw per update: tqdm writes "\r<state>" per refresh and, on close,
+    "\n" (leave=True) or blanks (leave=False). Other text passes through."""
+
+    def __init__(self, file):
+        self.file = file
+        self.line = ""  # what was written since the last \r or \n
+        self.bar = None  # the bar's last drawn state
+
+    def write(self, text):
+        for piece in re.split(r"(\r|\n)", text):
+            if piece == "\r":
+                if self.line.strip():
+                    self.bar = self.line
+                elif self.line and self.bar:  # cleared at close: keep its last state
+                    self._emit(self.bar)
+                self.line = ""
+            elif piece == "\n":
+                self._emit(self.line if self.line.strip() else self.bar or self.line)
+                self.line = ""
+            else:
+                self.line += piece
+        return len(text)
+
+    def _emit(self, line):
+        self.file.write(line.rstrip() + "\n")
+        self.bar = None
+
+    def flush(self):
+        self.file.flush()
+
+    def close(self):
+        if self.line.strip() or self.bar:
+            self._emit(self.line if self.line.strip() else self.bar)
+            self.line = ""
+        self.file.flush()
+
+    def fileno(self):  # a subprocess given this stream writes to the file itself
+        self.flush()
+        return self.file.fileno()
+
+    def isatty(self):
+        return False
+
+
 job = snakemake  # noqa: F821 (injected by Snakemake)
 log_file = job.log[0] if job.log else None
 handlers = [logging.FileHandler(log_file)] if log_file else [logging.StreamHandler()]
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 if log_file:
-    # The console keeps the progress lines; everything else (tqdm bars included) goes to the log.
+    # The console keeps the progress lines; everything else goes to the log, each tqdm bar as
+    # one line (its last state), without the redraws.
     console = console_handler(sys.stderr, job_label(job.rule, dict(job.wildcards.items())))
     logging.getLogger().addHandler(console)
-    sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives for the job)
+    sys.stderr = BarLines(open(log_file, "a", buffering=1))  # noqa: SIM115 (lives for the job)
+    atexit.register(sys.stderr.close)
 try:
     cfg = from_dict(resolve(dict(job.config)))
     run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()),
