@@ -17,6 +17,7 @@ import traceback
 
 from asnet.cli import EXPECTED_ERRORS, error_line
 from asnet.config import from_dict, resolve
+from asnet.disk import as_disk_full, is_disk_error
 from asnet.progress import console_handler, job_label
 from asnet.stage_table import run_rule, stage_of_rule
 from asnet.train.stop import TrainingInterrupted
@@ -83,7 +84,11 @@ try:
     cfg = from_dict(resolve(dict(job.config)))
     run_rule(job.rule, cfg, dict(job.wildcards.items()), list(job.output), log_file, dict(job.params.items()),
              threads=job.threads)
-except EXPECTED_ERRORS as exc:
+except (*EXPECTED_ERRORS, OSError) as exc:
+    if isinstance(exc, OSError) and not isinstance(exc, EXPECTED_ERRORS):
+        if not is_disk_error(exc):
+            raise
+        exc = as_disk_full(exc)  # a full disk met outside asnet.disk.writing: the same one line
     traceback.print_exc(file=sys.stderr)
     line = error_line(stage_of_rule(job.rule).command, exc)
     if "\n" in line:  # a message with a list (missing videos, ...): in full, then its one line last
