@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def test_kill_and_resume_matches_uninterrupted(in_tiny_workdir: Path) -> None:
     )
 
     run_dir = paths.run_dir(DATASET, SPLIT, VARIANT)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the shared workdir may hold this run from another test
     cmd = [sys.executable, "-m", "asnet.cli", "train", "--dataset", DATASET, "--split", str(SPLIT),
            "--variant", VARIANT, "--no-progress"] + [a for o in OVERRIDES for a in ("--set", o)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

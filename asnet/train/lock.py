@@ -75,6 +75,7 @@ class RunLock:
     def __init__(self, run_dir: Path) -> None:
         self.path = lock_path(run_dir)
         self._fd: int | None = None
+        self._made: list[Path] = []
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -86,6 +87,9 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise RunLockedError naming its holder and the fix."""
+        # Folders made for the lock go with it when nothing else was written there: a run
+        # refused before training leaves no trace.
+        self._made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         host, me = socket.gethostname(), os.getpid()
         while True:
@@ -158,3 +162,8 @@ class RunLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        for folder in self._made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run wrote there), or already gone
+                break
