@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import copy_build
 
 from asnet import paths, stages
 from asnet.config import load_config
@@ -141,13 +142,16 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_snakemake_report_tiny(tmp_path: Path) -> None:
+@pytest.mark.xdist_group("tiny_build")
+def test_snakemake_report_tiny(tiny_build: Path, tmp_path: Path) -> None:
     """Table 6 and Figure 4 on the tiny preset, then the report: every table, figure and
     per-run item built is in results/report.html; tables not built are absent; --report alone
     runs nothing; runtime.csv sums the real benchmark files; dvc reads the runs' logs."""
     smk = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
     tiny = ["--config", "preset=tiny"]
-    _run(smk + ["results/table6.tex", "results/figure4.pdf"] + tiny, REPO)
+    copy_build(tiny_build, tmp_path)  # Table 6 and Figure 4 (and the probes) built by Snakemake
+    built = _run(smk + ["-n", "results/table6.tex", "results/figure4.pdf"] + tiny, REPO)
+    assert "Nothing to be done" in built.stdout + built.stderr, built.stdout + built.stderr
     before = _mtimes(tmp_path / "results")
     _run(smk + ["report_items", "--report", "results/report.html", "--report-after-run"] + tiny, REPO)
     # The report's items are new files; nothing the run wrote was rewritten.
@@ -179,11 +183,14 @@ def test_snakemake_report_tiny(tmp_path: Path) -> None:
     assert sorted(set(after) - set(before)) == [(tmp_path / "results/report2.html").as_posix()]
     # runtime.csv on the real benchmark files the report's jobs wrote (Snakemake's own columns):
     # the rule ran after the runs' items, so it counted them.
-    assert pd.read_csv(tmp_path / "results/runtime.csv").set_index("stage").loc["run_report", "jobs"] == 2
+    # One run report per trained run: Table 6's two and the probes' three.
+    n_runs = len(list((tmp_path / "results/checkpoints").rglob("model.pt")))
+    assert n_runs == 5
+    assert pd.read_csv(tmp_path / "results/runtime.csv").set_index("stage").loc["run_report", "jobs"] == n_runs
     bench = tmp_path / "results/benchmarks"
     table = write_runtime(tmp_path / "runtime.csv", bench).set_index("stage")
     files = {p: pd.read_csv(p, sep="\t") for p in bench.rglob("*.tsv")}
-    assert table.loc["run_report", "jobs"] == len(list((bench / "run_report").rglob("*.tsv"))) == 2
+    assert table.loc["run_report", "jobs"] == len(list((bench / "run_report").rglob("*.tsv"))) == n_runs
     assert table.loc["report_page_table6", "jobs"] == 1
     assert table.loc["total", "jobs"] == len(files)
     assert table.loc["total", "s"] == pytest.approx(sum(f["s"].sum() for f in files.values()), abs=0.02)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_BUILD_TARGETS
 from worktree import clone_worktree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +46,11 @@ def _undeclared_results(work: Path, *targets: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_snakemake_table6_tiny(tmp_path: Path) -> None:
-    _run(SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
-                      "results/table6.tex", "results/probes.tex", "--config", "preset=tiny"], REPO)
+@pytest.mark.xdist_group("tiny_build")
+def test_snakemake_table6_tiny(tiny_build: Path) -> None:
+    tmp_path = tiny_build  # built by Snakemake from scratch (conftest), only read here
     # Every file the rules wrote is one they declare: Snakemake tracks and cleans it.
-    assert _undeclared_results(tmp_path, "results/table6.tex", "results/probes.tex") == []
+    assert _undeclared_results(tmp_path, *TINY_BUILD_TARGETS) == []
     # run times come from the rules' benchmark files (results/benchmarks/<rule>[/<wildcards>].tsv)
     bench = pd.read_csv(tmp_path / "results/benchmarks/train/synthetic_tiny/split1/asnet.tsv", sep="\t")
     assert len(bench) == 1 and bench["s"].iloc[0] > 0
