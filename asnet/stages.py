@@ -460,10 +460,14 @@ def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict
 
     record = json.loads(out_json.read_text()) if out_json.is_file() else {}
     changed = False
-    for d in cfg.datasets:
-        runs = paths.run_dir(d.name, 0, "_").parent.parent
-        versions = record.setdefault(d.name, {})
-        for csv in sorted(runs.glob(f"*/*/{skips.RECORD_NAME}")):
+    sets = [(d.name, sorted(paths.run_dir(d.name, 0, "_").parent.parent.glob(f"*/*/{skips.RECORD_NAME}")))
+            for d in cfg.datasets]
+    if cfg.pretrain:  # the pretraining run trains on every video of its source set
+        source = cfg.pretrain.dataset.name
+        sets.append((source, [p for p in [paths.pretrain_dir(source) / skips.RECORD_NAME] if p.is_file()]))
+    for name, records in sets:
+        versions = record.setdefault(name, {})
+        for csv in records:
             for video, (file, size, mtime) in skips.last_skips(csv.parent).items():
                 now = list(skips.file_identity(file))
                 entry = versions.get(video)
@@ -472,7 +476,7 @@ def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict
                 versions[video] = {"version": (entry["version"] if entry else 0) + 1, "size": now[0],
                                    "mtime_ns": now[1]}
                 changed = True
-                log.info("%s: %s changed since run %s skipped it: version %d", d.name, file, csv.parent,
+                log.info("%s: %s changed since run %s skipped it: version %d", name, file, csv.parent,
                          versions[video]["version"])
     record = {k: v for k, v in record.items() if v}
     if changed:
@@ -497,6 +501,21 @@ def store_version(cfg: Config, dataset: str, split: int, versions_json: Path = S
     mine = {v: versions[v]["version"] for v in df.loc[df["subset"] == "train", "video"] if v in versions}
     if not mine:
         return ""
+    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pretrain_store_version(cfg: Config, versions_json: Path = STORE_VERSIONS) -> str:
+    """`store_version` of the pretraining run, which trains on every video of its source set:
+    the pretrain rule's `params`. "" without pretraining or while no source video was bumped."""
+    import hashlib
+
+    if not cfg.pretrain:
+        return ""
+    versions = (json.loads(versions_json.read_text()) if versions_json.is_file() else {}).get(
+        cfg.pretrain.dataset.name, {})
+    if not versions:
+        return ""
+    mine = {v: e["version"] for v, e in versions.items()}
     return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -164,6 +164,29 @@ def test_store_versions_bump_once_per_repair_and_only_for_manifests_training_it(
     assert stages.store_version(cfg, DATASET, 1) == after[1]
 
 
+def test_a_repaired_source_video_changes_the_pretraining_runs_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pretraining run trains on every source video: a repaired file it skipped changes
+    the pretrain rule's `store` param once; the fine-tuning datasets' digests stay."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(overrides=["preset=tiny"])
+    source = cfg.pretrain.dataset.name
+    store = paths.frames_dir(source)
+    store.mkdir(parents=True)
+    (store / "s.npy").write_bytes(b"truncated")
+    rec = skips.SkipRecord.resume(paths.pretrain_dir(source), 0)
+    rec.add([skips.skip_row("s", "train", 0, "unreadable", store / "s.npy")])
+    rec.write()
+    stages.refresh_store_versions(cfg)
+    assert stages.pretrain_store_version(cfg) == ""
+    (store / "s.npy").write_bytes(b"the original bytes, restored")
+    stages.refresh_store_versions(cfg)
+    bumped = stages.pretrain_store_version(cfg)
+    assert bumped != "" and stages.refresh_store_versions(cfg)[source]["s"]["version"] == 1
+    assert stages.pretrain_store_version(cfg) == bumped
+    assert stages.pretrain_store_version(load_config(overrides=["preset=paper"])) == ""
+
+
 @pytest.fixture(scope="module")
 def trained_single(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workdir with the tiny preset's single-stream run of split 1 (1 epoch)."""

@@ -49,6 +49,8 @@ rule pretrain:
     params:
         code=rule_code("pretrain"),
         signature=lambda w: stages_pretrain_signature(CFG),
+        # versions of the source set's videos: repairing a file it skipped retrains it
+        store=lambda w: stages_pretrain_store_version(CFG),
     threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:
         "results/logs/pretrain/{source}/train.log",
