@@ -3,7 +3,8 @@
 A long job (a training run, an evaluation, the anchor check, an extraction chunk) logs a
 few concise lines marked `extra=CONSOLE`: one per epoch, one per tenth of the videos
 evaluated, the decoder processes a chunk starts. Under Snakemake the job's log file gets
-every record (with the tqdm bars), and workflow/scripts/stage.py also sends the marked ones
+every record (each tqdm bar as one line, its last state: `BarLines`), and
+workflow/scripts/stage.py also sends the marked ones
 to the job's own stderr, which Snakemake prints on its console, prefixed with the job. From
 the `asnet` command they are ordinary log lines on stderr.
 """
@@ -11,6 +12,7 @@ the `asnet` command they are ordinary log lines on stderr.
 from __future__ import annotations
 
 import logging
+import re
 from typing import IO
 
 # The `extra` of a log record that also belongs on the console of a Snakemake run.
@@ -46,3 +48,49 @@ def console_handler(stream: IO[str], label: str) -> logging.Handler:
 def job_label(rule: str, wildcards: dict[str, str]) -> str:
     """`rule key=value ...`: a Snakemake job as its console lines name it."""
     return " ".join([rule, *(f"{k}={v}" for k, v in wildcards.items())])
+
+
+class BarLines:
+    """A log file as stderr, where a tqdm bar leaves one line (its last state) instead of a
+    carriage-return redraw per update: tqdm writes "\r<state>" per refresh and, on close,
+    "\n" (leave=True) or blanks (leave=False). Other text passes through."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self.line = ""  # what was written since the last \r or \n
+        self.bar: str | None = None  # the bar's last drawn state
+
+    def write(self, text: str) -> int:
+        for piece in re.split(r"(\r|\n)", text):
+            if piece == "\r":
+                if self.line.strip():
+                    self.bar = self.line
+                elif self.line and self.bar:  # cleared at close: keep its last state
+                    self._emit(self.bar)
+                self.line = ""
+            elif piece == "\n":
+                self._emit(self.line if self.line.strip() else self.bar or self.line)
+                self.line = ""
+            else:
+                self.line += piece
+        return len(text)
+
+    def _emit(self, line: str) -> None:
+        self.file.write(line.rstrip() + "\n")
+        self.bar = None
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.line.strip() or self.bar:
+            self._emit(self.line if self.line.strip() else self.bar)
+            self.line = ""
+        self.file.flush()
+
+    def fileno(self) -> int:  # a subprocess given this stream writes to the file itself
+        self.flush()
+        return self.file.fileno()
+
+    def isatty(self) -> bool:
+        return False

@@ -11,63 +11,15 @@ fails the job; any other exception is a bug and propagates as Snakemake shows it
 
 import atexit
 import logging
-import re
 import sys
 import traceback
 
 from asnet.cli import EXPECTED_ERRORS, error_line
 from asnet.config import from_dict, resolve
 from asnet.disk import as_disk_full, is_disk_error
-from asnet.progress import console_handler, job_label
+from asnet.progress import BarLines, console_handler, job_label
 from asnet.stage_table import run_rule, stage_of_rule
 from asnet.train.stop import TrainingInterrupted
-
-
-class BarLines:
-    """A log file as stderr, where a tqdm bar leaves one line (its last state) instead of a
-    carriage-return redraw per update: tqdm writes "\r<state>" per refresh and, on close,
-    "\n" (leave=True) or blanks (leave=False). Other text passes through."""
-
-    def __init__(self, file):
-        self.file = file
-        self.line = ""  # what was written since the last \r or \n
-        self.bar = None  # the bar's last drawn state
-
-    def write(self, text):
-        for piece in re.split(r"(\r|\n)", text):
-            if piece == "\r":
-                if self.line.strip():
-                    self.bar = self.line
-                elif self.line and self.bar:  # cleared at close: keep its last state
-                    self._emit(self.bar)
-                self.line = ""
-            elif piece == "\n":
-                self._emit(self.line if self.line.strip() else self.bar or self.line)
-                self.line = ""
-            else:
-                self.line += piece
-        return len(text)
-
-    def _emit(self, line):
-        self.file.write(line.rstrip() + "\n")
-        self.bar = None
-
-    def flush(self):
-        self.file.flush()
-
-    def close(self):
-        if self.line.strip() or self.bar:
-            self._emit(self.line if self.line.strip() else self.bar)
-            self.line = ""
-        self.file.flush()
-
-    def fileno(self):  # a subprocess given this stream writes to the file itself
-        self.flush()
-        return self.file.fileno()
-
-    def isatty(self):
-        return False
-
 
 job = snakemake  # noqa: F821 (injected by Snakemake)
 log_file = job.log[0] if job.log else None
