@@ -25,13 +25,14 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from asnet.disk import write_text_atomic
 
 PACKAGE = "asnet"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -206,10 +207,7 @@ class _Summaries:
         if not self.dirty:
             return
         try:
-            self.cache_file.parent.mkdir(exist_ok=True)
-            tmp = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"version": _CACHE_VERSION, "files": self.cache}))
-            os.replace(tmp, self.cache_file)
+            write_text_atomic(self.cache_file, json.dumps({"version": _CACHE_VERSION, "files": self.cache}))
             self.dirty = False
         except OSError:
             pass  # a read-only install: parse again next time

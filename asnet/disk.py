@@ -76,6 +76,21 @@ def as_disk_full(exc: OSError, path: Path | str | None = None) -> DiskFullError:
     return DiskFullError(Path.cwd(), exc, under=True)
 
 
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write `text` to `path` through a temp file beside it and a rename: a reader (a parallel
+    job, a planner) sees the old file or the new one, never half of one; a kill or a full disk
+    leaves the old file (and a full disk raises DiskFullError)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with writing(path):
+            tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def writing(path: Path | str) -> Iterator[None]:
     """Run a write of `path`; a disk failure becomes `DiskFullError(path)`.

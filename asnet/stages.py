@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from asnet.config import (
     uses_pretrain,
     with_overrides,
 )
+from asnet.disk import write_text_atomic
 from asnet.plan.gpus import DEFAULT_GPU
 from asnet.variants import run_variant
 
@@ -255,11 +255,8 @@ def _check_frame_params(cfg: Config, dataset: str) -> None:
                 f"delete it and {paths.frames_done_dir(dataset).parent} (or use another dataset name) to re-extract"
             )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # atomically: parallel extraction chunks (and the source set's) may read it meanwhile
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(want, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(want, sort_keys=True) + "\n")
 
 
 def _videos(cfg: Config, dataset: str) -> pd.DataFrame:
@@ -479,11 +476,8 @@ def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict
                 log.info("%s: %s changed since run %s skipped it: version %d", name, file, csv.parent,
                          versions[video]["version"])
     record = {k: v for k, v in record.items() if v}
-    if changed:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_json.with_name(f"{out_json.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, out_json)  # parallel planners never see half a file
+    if changed:  # atomically: parallel planners never see half a file
+        write_text_atomic(out_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
 
 
@@ -491,32 +485,31 @@ def store_version(cfg: Config, dataset: str, split: int, versions_json: Path = S
     """Digest of the store versions of the videos a (dataset, split) run trains and validates
     on (its manifest's train rows): the train rule's `params`, so a repaired store file that a
     run skipped retrains it. "" while none of them was ever bumped (every run at first)."""
-    import hashlib
-
-    versions = (json.loads(versions_json.read_text()) if versions_json.is_file() else {}).get(dataset, {})
+    versions = _store_versions(versions_json, dataset)
     manifest = paths.manifest(dataset, split)
     if not versions or not manifest.is_file():
         return ""
     df = pd.read_csv(manifest, usecols=["video", "subset"], dtype={"video": str})
-    mine = {v: versions[v]["version"] for v in df.loc[df["subset"] == "train", "video"] if v in versions}
-    if not mine:
-        return ""
-    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+    return _versions_digest({v: versions[v] for v in df.loc[df["subset"] == "train", "video"] if v in versions})
+
+
+def _store_versions(versions_json: Path, dataset: str) -> dict[str, int]:
+    """{video: version} of `dataset` in results/store_versions.json (refresh_store_versions)."""
+    record = json.loads(versions_json.read_text()) if versions_json.is_file() else {}
+    return {v: e["version"] for v, e in record.get(dataset, {}).items()}
+
+
+def _versions_digest(versions: dict[str, int]) -> str:
+    """A short digest of {video: version}; "" for none (a run's param before any repair)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16] if versions else ""
 
 
 def pretrain_store_version(cfg: Config, versions_json: Path = STORE_VERSIONS) -> str:
     """`store_version` of the pretraining run, which trains on every video of its source set:
     the pretrain rule's `params`. "" without pretraining or while no source video was bumped."""
-    import hashlib
-
-    if not cfg.pretrain:
-        return ""
-    versions = (json.loads(versions_json.read_text()) if versions_json.is_file() else {}).get(
-        cfg.pretrain.dataset.name, {})
-    if not versions:
-        return ""
-    mine = {v: e["version"] for v, e in versions.items()}
-    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+    return _versions_digest(_store_versions(versions_json, cfg.pretrain.dataset.name)) if cfg.pretrain else ""
 
 
 def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Path | None = None,
@@ -656,11 +649,8 @@ def check_pretrained(cfg: Config, out_json: Path = PRETRAINED_CHECK) -> list[dic
             record[key] = {"variant": variant, **_load_check(rc, path, variant)}
             changed = True
         checked.append(record[key])
-    if changed:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_json.with_name(f"{out_json.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, out_json)  # parallel planners (cluster jobs re-read the Snakefile) never see half a file
+    if changed:  # atomically: parallel planners (cluster jobs re-read the Snakefile) never see half a file
+        write_text_atomic(out_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return checked
 
 

@@ -32,7 +32,6 @@ import importlib
 import json
 import logging
 import math
-import os
 import re
 import socket
 import subprocess
@@ -50,7 +49,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from asnet.data import store
-from asnet.disk import DISK_ERRNOS, DiskFullError, writing
+from asnet.disk import DISK_ERRNOS, DiskFullError, write_text_atomic, writing
 from asnet.faults import fault_point
 from asnet.progress import CONSOLE
 
@@ -574,10 +573,7 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     text = df.to_csv(index=False)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def bad_videos_path(frames_dir: Path) -> Path:
@@ -614,11 +610,8 @@ def _marker(done_dir: Path, video: str) -> Path:
 
 def _write_marker(done_dir: Path, row: dict[str, Any]) -> None:
     """The video's index row, written atomically once its arrays are in place (or removed)."""
-    path = _marker(done_dir, row["video"])
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with writing(path):
-        tmp.write_text(json.dumps({c: row.get(c) for c in INDEX_COLUMNS}, default=lambda o: o.item()))
-    os.replace(tmp, path)
+    write_text_atomic(_marker(done_dir, row["video"]),
+                      json.dumps({c: row.get(c) for c in INDEX_COLUMNS}, default=lambda o: o.item()))
 
 
 def _read_marker(done_dir: Path, video: str) -> dict[str, Any] | None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from asnet.disk import write_text_atomic
+
 RECORD_NAME = "skipped_videos.csv"
 COLUMNS = ("video", "where", "epoch", "reason", "file", "size", "mtime_ns")
 
@@ -90,10 +92,7 @@ class SkipRecord:
             self.path.unlink(missing_ok=True)
             return
         df = pd.DataFrame(self.rows, columns=list(COLUMNS)).sort_values(["epoch", "where", "video"], kind="stable")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, df.to_csv(index=False))
 
 
 def skip_row(video: str, where: str, epoch: int, reason: str, file: str | Path) -> dict:
