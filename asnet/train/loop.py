@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -663,17 +663,17 @@ def _resume(parts: Parts, cfg: Config, state_path: Path, run_dir: Path, rt: Runt
 class EpochCut:
     """Where an interrupted epoch stopped (a step boundary): `step` of its `steps` done, and
     what its next step needs to go on as if uninterrupted: the epoch's running sums (on the
-    device), its skipped-video count, its augmentation generator's state and the process's
+    device), the videos it skipped (their record rows, asnet.train.skips), its augmentation
+    generator's state and the process's
     own buffers (under torchrun a rank's BatchNorm statistics are its own between DDP's
     broadcasts, and SPA's episodes read them)."""
 
     step: int
     steps: int
     sums: dict[str, torch.Tensor]
-    skipped: int
     gen: torch.Tensor
     buffers: dict[str, torch.Tensor]
-    rows: list[dict] = field(default_factory=list)  # the epoch's skipped videos so far (asnet.train.skips)
+    rows: list[dict]
 
 
 def _buffers(parts: Parts) -> dict[str, torch.Tensor]:
@@ -688,7 +688,6 @@ def _partial_state(epoch: int, cuts: list[EpochCut]) -> dict[str, Any]:
         "epoch": epoch,
         "step": cuts[0].step,
         "sums": {k: torch.stack([c.sums[k].cpu() for c in cuts]) for k in cuts[0].sums},
-        "skipped": torch.tensor([c.skipped for c in cuts], dtype=torch.long),
         "gen": torch.stack([c.gen for c in cuts]),
         "buffers": {k: torch.stack([c.buffers[k].cpu() for c in cuts]) for k in cuts[0].buffers},
         "skip_rows": [c.rows for c in cuts],
@@ -704,10 +703,10 @@ def _rank_partial(saved: dict[str, Any], saved_world: int, info: ddp.DistInfo, p
         )
     r = info.rank
     # clone(): each rank's row as a tensor of its own (RNG states must not be views; see _restore_rank_rng).
-    return {"epoch": int(saved["epoch"]), "step": int(saved["step"]), "skipped": int(saved["skipped"][r]),
+    return {"epoch": int(saved["epoch"]), "step": int(saved["step"]),
             "sums": {k: v[r].clone() for k, v in saved["sums"].items()}, "gen": saved["gen"][r].cpu().clone(),
             "buffers": {k: v[r] for k, v in saved["buffers"].items()},
-            "skip_rows": saved.get("skip_rows", [[]] * saved_world)[r]}
+            "skip_rows": saved["skip_rows"][r]}
 
 
 def _loaders(cfg: Config, variant: Variant, train_df: pd.DataFrame, val_df: pd.DataFrame, frames_dir: Path,
@@ -825,8 +824,8 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
     if partial is not None:
         gen.set_state(partial["gen"])
         acc = {k: partial["sums"][k].to(rt.device) for k in EPOCH_SUMS}
-        n_skipped = partial["skipped"]
         rows = list(partial["skip_rows"])
+        n_skipped = len(rows)  # one row per training video skipped so far this epoch
         with torch.no_grad():
             for k, b in _buffers(parts).items():
                 b.copy_(partial["buffers"][k])
@@ -847,7 +846,7 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
         fault_point("train.step_done")
         if it + 1 < steps and stop.requested():  # after the last step the epoch ends and is saved whole
             bar.close()
-            return EpochCut(it + 1, steps, acc, n_skipped, gen.get_state(),
+            return EpochCut(it + 1, steps, acc, gen.get_state(),
                             {k: b.detach().cpu().clone() for k, b in _buffers(parts).items()}, rows)
     # One read of the epoch's sums (the steps never waited for the GPU).
     values = {k: float(v) for k, v in acc.items()}
