@@ -57,3 +57,8 @@ def test_videos_needed_is_the_smallest_n():
 def test_interval_videos():
     # half-width 1.96 sqrt(0.2 / n) = 1 point -> n = 0.2 * 196^2 = 7683
     assert P.interval_videos(1.0, 0.2) == math.ceil(0.2 * (100 * 1.959964) ** 2)
+
+
+def test_mde_at_a_rate_whose_points_round_past_it():
+    # 100 * rate / 100 != rate in floats for some rates; the top of the search must still work
+    assert 0 < P.mde(4590, 0.376448) < 100 * 0.376448

@@ -276,3 +276,21 @@ def test_classes_survive_a_horizontal_flip() -> None:
     # Both mirror images occur within each class, so a flipped clip is still in its class.
     assert directions == {"Circle": {True, False}, "Diagonal": {True, False}}
     assert not {"CircleCW", "CircleCCW", "DiagonalUp", "DiagonalDown"} & set(CLASS_NAMES)
+
+
+def test_extra_test_clips_are_test_only(small_root: Path, tmp_path: Path) -> None:
+    """Extra test clips add test videos to the split holding their group out and to no training
+    list: the training sets and every original video stay byte-identical."""
+    more = SyntheticSpec(**{**SMALL.__dict__, "extra_test_clips": 2})
+    root = tmp_path / "more"
+    summary = generate(root, more, progress=False)
+    assert summary["n_videos"] == 9 * 3
+    for split in (1, 2, 3):
+        assert (root / f"splits/trainlist0{split}.txt").read_bytes() == \
+            (small_root / f"splits/trainlist0{split}.txt").read_bytes()
+        test = (root / f"splits/testlist0{split}.txt").read_text().split()
+        assert len(test) == 3 * 3 and all(f"_g{split:02d}_" in t for t in test)
+    for p in sorted(small_root.glob("videos/*/*.avi")):
+        assert (root / p.relative_to(small_root)).read_bytes() == p.read_bytes()
+    with pytest.raises(ValueError, match="extra_test_clips"):
+        SyntheticSpec(clips_per_group=4, extra_test_clips=96)

@@ -72,6 +72,9 @@ class SyntheticSpec:
     n_classes: int = 8
     groups: int = 9  # split k tests on the k-th third of the groups (g01-03, g04-06, g07-09)
     clips_per_group: int = 3
+    # Clips per (class, group) beyond clips_per_group that only the split holding the group
+    # out tests: more test videos, the same training sets (the audit's power; docs/results.md).
+    extra_test_clips: int = 0
     frames: int = 32
     fps: int = 25
     height: int = 80
@@ -90,6 +93,9 @@ class SyntheticSpec:
             raise ValueError(f"groups must be a multiple of 3 in 3..99 (three test folds), got {self.groups}")
         if not 1 <= self.clips_per_group <= 99:
             raise ValueError(f"clips_per_group must be in 1..99, got {self.clips_per_group}")
+        if not 0 <= self.extra_test_clips <= 99 - self.clips_per_group:
+            raise ValueError(f"extra_test_clips must be in 0..{99 - self.clips_per_group} (clip numbers stop at "
+                             f"c99), got {self.extra_test_clips}")
         if self.frames < 1 or self.fps < 1:
             raise ValueError(f"frames and fps must be positive, got {self.frames}, {self.fps}")
         # yuv420p needs even dimensions; below 32 px the actor and its motion do not fit.
@@ -414,11 +420,11 @@ def write_split_lists(out_dir: Path, spec: SyntheticSpec) -> dict[int, dict[str,
         test: list[str] = []
         for ci, name in enumerate(names):
             for g in range(1, spec.groups + 1):
-                for c in range(1, spec.clips_per_group + 1):
+                for c in range(1, spec.clips_per_group + spec.extra_test_clips + 1):
                     rel = f"{name}/{video_stem(name, g, c)}.avi"
                     if g in held_out:
                         test.append(rel)
-                    else:
+                    elif c <= spec.clips_per_group:  # extra clips are test-only
                         train.append(f"{rel} {ci + 1}")
         _write_crlf(out_dir / f"trainlist0{split}.txt", train)
         _write_crlf(out_dir / f"testlist0{split}.txt", test)
@@ -436,7 +442,7 @@ def generate(out_root: Path, spec: SyntheticSpec, progress: bool = True) -> dict
         (ci, g, c)
         for ci in range(len(names))
         for g in range(1, spec.groups + 1)
-        for c in range(1, spec.clips_per_group + 1)
+        for c in range(1, spec.clips_per_group + spec.extra_test_clips + 1)
     ]
     backgrounds = {g: group_background(spec, g) for g in range(1, spec.groups + 1)}
     box_rows: list[tuple[str, int, int, int, int, int]] = []

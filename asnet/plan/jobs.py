@@ -55,7 +55,8 @@ def _synthetic_size(ds: DatasetConfig) -> DataSize:
 
     spec = SyntheticSpec(**ds.synthetic)
     per_fold = spec.n_classes * spec.clips_per_group * (spec.groups // 3)  # split k tests one fold of groups
-    return DataSize(3 * per_fold - per_fold, per_fold, spec.n_classes, spec.frames, "synthetic config")
+    tested = spec.n_classes * (spec.clips_per_group + spec.extra_test_clips) * (spec.groups // 3)
+    return DataSize(3 * per_fold - per_fold, tested, spec.n_classes, spec.frames, "synthetic config")
 
 
 def data_size(cfg: Config, dataset: str, split: int | None) -> DataSize:

@@ -92,8 +92,9 @@ def power(n: int, rate: float, diff: float, alpha: float = 0.05) -> float:
     d = diff / 100
     if not 0 < rate <= 1:
         raise ValueError(f"rate must be in (0, 1], got {rate}")
-    if abs(d) > rate:
+    if abs(d) > rate * (1 + 1e-9):
         raise ValueError(f"a difference of {diff} points needs a discordance rate >= {abs(d)}, got {rate}")
+    d = max(-rate, min(rate, d))  # 100 * rate / 100 may round past rate
     q = (rate + d) / (2 * rate)
     sd = math.sqrt(n * rate * (1 - rate))
     lo, hi = max(0, int(n * rate - 8 * sd) - 1), min(n, int(n * rate + 8 * sd) + 1)
