@@ -32,4 +32,4 @@ use rule evaluate as evaluate_seed with:
     log:
         "results/logs/{dataset}/split{split}/{variant}/seed{seed}/evaluate.log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/split{split}/{variant}/seed{seed}.tsv"
+        "results/benchmarks/evaluate_seed/{dataset}/split{split}/{variant}/seed{seed}.tsv"

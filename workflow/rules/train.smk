@@ -48,7 +48,7 @@ use rule train as train_seed with:
     log:
         "results/logs/{dataset}/split{split}/{variant}/seed{seed}/train.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/split{split}/{variant}/seed{seed}.tsv"
+        "results/benchmarks/train_seed/{dataset}/split{split}/{variant}/seed{seed}.tsv"
 
 
 # The Kinetics stand-in (`pretrain:`): one single-stream run from scratch on the synthetic
