@@ -340,6 +340,9 @@ class Config:
     eval: EvalConfig
     report: ReportConfig = ReportConfig()
     pretrain: PretrainConfig | None = None
+    # Replicate runs, one per seed (asnet.seeds); None: the one run at `seed`. Like `splits`,
+    # it says which runs exist, not what one learns: no run's digest holds it.
+    seeds: tuple[int, ...] | None = None
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset entry called `name` (or the pretraining source); ConfigError listing the known ones otherwise."""
@@ -547,6 +550,7 @@ def validate(data: dict[str, Any]) -> None:
     A YAML 1.2 float written where the schema asks for a number is converted in place first:
     Snakemake reads config files with YAML 1.1 rules, so its `config` holds `lr: 1e-3` as '1e-3'.
     """
+    _check_seeds(data)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     _yaml12_numbers(data, validator)
@@ -579,6 +583,28 @@ def _yaml12_numbers(data: dict[str, Any], validator: jsonschema.protocols.Valida
             for key in parents:
                 node = node[key]
             node[last] = float(err.instance.strip().replace("_", ""))
+
+
+def _check_seeds(data: dict[str, Any]) -> None:
+    """`seeds` is null or a list of distinct non-negative ints holding `seed`: one line naming
+    the bad value and the fix (the schema's messages would not say what the list means)."""
+    seeds = data.get("seeds")
+    if seeds is None:
+        return
+    what = "one training run per seed, e.g. seeds: [0, 1, 2]; leave it out for the one run at `seed`"
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"seeds: {seeds!r} is not a non-empty list of seeds; write {what}")
+    for i, s in enumerate(seeds):
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"seeds: item {i} ({s!r}) is not a non-negative integer; write {what}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"seeds: {', '.join(map(str, twice))} listed more than once in {seeds}; list each seed "
+                          "once (two runs of one seed train the same weights)")
+    seed = data.get("seed")
+    if isinstance(seed, int) and seed not in seeds:
+        raise ConfigError(f"seeds: {seeds} does not hold `seed` ({seed}), the run kept at the paths without a "
+                          f"seed folder; add {seed} to seeds, or set seed: to one of {seeds}")
 
 
 MIN_STATE_SIZE = 8  # below this a 3D ResNet's feature map of SPA's crops is all padding
@@ -690,6 +716,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         eval=EvalConfig(**data.get("eval", {})),
         report=_report(data.get("report", {})),
         pretrain=_pretrain(data.get("pretrain")),
+        seeds=None if data.get("seeds") is None else tuple(data["seeds"]),
     )
 
 

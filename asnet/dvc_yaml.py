@@ -139,9 +139,12 @@ def stages(cfg: Config) -> dict[str, Any]:
 
 
 def _runs(cfg: Config) -> list[tuple[str, Path, Path]]:
+    """(variant, eval folder, run folder) of every configured run, each replicate seed's too."""
+    from asnet.seeds import seed_runs
+
     n = _Names(cfg)
-    return [(v, paths.eval_dir(n(d), s, v), paths.run_dir(n(d), s, v))
-            for d in n.datasets for s in cfg.splits for v in cfg.variants]
+    return [(v, paths.eval_dir(n(d), s, v, seed), paths.run_dir(n(d), s, v, seed))
+            for d in n.datasets for s in cfg.splits for v in cfg.variants for _, seed in seed_runs(cfg)]
 
 
 def render(cfg: Config) -> str:

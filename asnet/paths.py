@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 
 def raw_dir(dataset: str) -> Path:
@@ -44,12 +46,49 @@ def frames_index(dataset: str) -> Path:
     return frames_dir(dataset) / "index.csv"
 
 
-def run_dir(dataset: str, split: int, variant: str) -> Path:
-    return Path("results") / "checkpoints" / dataset / f"split{split}" / variant
+# Replicate runs (`seeds:`, asnet.seeds): the run of the config's `seed` is
+# <variant>/ itself; the run of another seed s is <variant>/seed<s>/ inside it, for the
+# checkpoint, evaluation, log and benchmark folders alike. A glob of
+# results/eval/*/split*/<variant>/predictions.csv thus reads the `seed` run only. No variant
+# is named seed<digits> (asnet.variants), so a path says which it is.
+SEED_DIR = "seed{seed}"
+_SEED_RE = re.compile(r"^seed([0-9]+)$")
 
 
-def eval_dir(dataset: str, split: int, variant: str) -> Path:
-    return Path("results") / "eval" / dataset / f"split{split}" / variant
+def run_name(variant: str, seed: int | None = None) -> str:
+    """A run's folder below split<k>/: `variant`, or `variant/seed<s>` for a replicate seed
+    (None: the run of the config's `seed`)."""
+    return variant if seed is None else f"{variant}/{SEED_DIR.format(seed=seed)}"
+
+
+def run_dir(dataset: str, split: int, variant: str, seed: int | None = None) -> Path:
+    return Path("results") / "checkpoints" / dataset / f"split{split}" / run_name(variant, seed)
+
+
+def eval_dir(dataset: str, split: int, variant: str, seed: int | None = None) -> Path:
+    return Path("results") / "eval" / dataset / f"split{split}" / run_name(variant, seed)
+
+
+class RunId(NamedTuple):
+    """Which run a run or evaluation folder holds; seed None: the run of the config's `seed`."""
+
+    dataset: str
+    split: int
+    variant: str
+    seed: int | None
+
+
+def parse_run_dir(path: Path | str) -> RunId:
+    """The run of a folder .../<dataset>/split<k>/<variant>[/seed<s>] (run_dir, eval_dir, or a
+    copy of either elsewhere); ValueError when it is not one."""
+    parts = Path(path).parts
+    seed = None
+    hit = _SEED_RE.match(parts[-1]) if parts else None
+    if hit:
+        seed, parts = int(hit.group(1)), parts[:-1]
+    if len(parts) < 3 or not re.fullmatch(r"split[0-9]+", parts[-2]):
+        raise ValueError(f"{path}: not a run folder (.../<dataset>/split<k>/<variant>[/seed<s>])")
+    return RunId(parts[-3], int(parts[-2].removeprefix("split")), parts[-1], seed)
 
 
 def pretrain_manifest(source: str) -> Path:
@@ -74,7 +113,7 @@ REPORT_ROOT = Path("results") / "report"
 
 def report_run_dir(run_dir: Path) -> Path:
     """A run's report items (training curves, resolved config): results/<...> -> results/report/runs/<...>,
-    for run folders results/checkpoints/<dataset>/split<k>/<variant> and results/pretrain/<source>."""
+    for run folders results/checkpoints/<dataset>/split<k>/<variant>[/seed<s>] and results/pretrain/<source>."""
     parts = Path(run_dir).parts
     if len(parts) < 3 or parts[0] != "results" or parts[1] not in ("checkpoints", "pretrain"):
         raise ValueError(f"{run_dir}: not a run folder (results/checkpoints/<dataset>/split<k>/<variant> "

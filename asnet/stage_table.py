@@ -82,6 +82,8 @@ def _quiet(_: Any) -> str:
 DATASET = Arg("dataset", help="a configured dataset (or the pretraining source)")
 SPLIT = Arg("split", int)
 VARIANT = Arg("variant", help="a variant of asnet.variants")
+SEED = Arg("seed", int, None, help="one of the configured `seeds` (default: the config's `seed`); another "
+           "seed's run is <variant>/seed<s>/ (asnet.seeds)")
 
 
 def _show_plan(df: pd.DataFrame) -> str:
@@ -122,10 +124,10 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("pretrain", stages.pretrain, "the pretraining run on the source set (`pretrain:`): "
           "results/pretrain/<source>/model.pt; prepare/extract the source with --dataset <source> first",
           (), stages.pretrain_inputs, rules=("pretrain",)),
-    Stage("train", stages.train, "train one (dataset, split, variant) run", (DATASET, SPLIT, VARIANT),
-          stages.train_inputs, rules=("train",), rule_run=stages.train_job),
-    Stage("evaluate", stages.evaluate, "evaluate one (dataset, split, variant) run", (DATASET, SPLIT, VARIANT),
-          stages.evaluate_inputs, rules=("evaluate",)),
+    Stage("train", stages.train, "train one (dataset, split, variant, seed) run", (DATASET, SPLIT, VARIANT, SEED),
+          stages.train_inputs, rules=("train", "train_seed"), rule_run=stages.train_job),
+    Stage("evaluate", stages.evaluate, "evaluate one (dataset, split, variant, seed) run",
+          (DATASET, SPLIT, VARIANT, SEED), stages.evaluate_inputs, rules=("evaluate", "evaluate_seed")),
     Stage("table6", stages.table6, "aggregate evaluated runs into results/table6.{tex,csv}",
           (_out("table6.tex", "out_tex"),), stages.table6_inputs, rules=("table6",), progress=False, show=_table),
     Stage("experiment-table", stages.experiment_table, "Table 1, 2, 3 or 4 of the paper: results/<table>.{tex,csv}",

@@ -23,6 +23,7 @@ from asnet.config import (
 )
 from asnet.disk import write_text_atomic
 from asnet.plan.gpus import DEFAULT_GPU
+from asnet.seeds import path_seed, seed_config, seed_runs
 from asnet.variants import run_variant
 
 log = logging.getLogger(__name__)
@@ -457,7 +458,9 @@ def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict
 
     record = json.loads(out_json.read_text()) if out_json.is_file() else {}
     changed = False
-    sets = [(d.name, sorted(paths.run_dir(d.name, 0, "_").parent.parent.glob(f"*/*/{skips.RECORD_NAME}")))
+    # <split>/<variant>/ and the replicate seeds' <split>/<variant>/seed<s>/ (asnet.paths)
+    sets = [(d.name, sorted(p for pattern in ("*/*", "*/*/seed*")
+                            for p in paths.run_dir(d.name, 0, "_").parent.parent.glob(f"{pattern}/{skips.RECORD_NAME}")))
             for d in cfg.datasets]
     if cfg.pretrain:  # the pretraining run trains on every video of its source set
         source = cfg.pretrain.dataset.name
@@ -513,7 +516,7 @@ def pretrain_store_version(cfg: Config, versions_json: Path = STORE_VERSIONS) ->
 
 
 def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Path | None = None,
-              progress: bool = True) -> Path:
+              progress: bool = True, seed: int | None = None) -> Path:
     """The train rule's work: `train`, or torchrun running `asnet train` in
     `train.nproc_per_node` processes (the resolved config in a file beside the rule's log)."""
     if cfg.train.nproc_per_node > 1:
@@ -523,31 +526,35 @@ def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Pat
 
         # torchrun's workers are new processes: they read the configuration resolved here from
         # a file beside the rule's log (kept, so the log says what was trained).
-        log_dir = log_file.parent if log_file is not None else paths.run_dir(dataset, split, variant)
-        run_torchrun(cfg, dataset, split, variant, log_dir / "train_config.yaml", output=sys.stderr)
-        return paths.run_dir(dataset, split, variant) / "model.pt"
-    return train(cfg, dataset, split, variant, progress)
+        run = paths.run_dir(dataset, split, variant, path_seed(cfg, seed))
+        log_dir = log_file.parent if log_file is not None else run
+        run_torchrun(cfg, dataset, split, variant, log_dir / "train_config.yaml", output=sys.stderr, seed=seed)
+        return run / "model.pt"
+    return train(cfg, dataset, split, variant, progress, seed)
 
 
-def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> Path:
-    """Train one run; the variant's own config changes (fusion, SPA actions/steps) apply."""
+def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True,
+          seed: int | None = None) -> Path:
+    """Train one run; the variant's own config changes (fusion, SPA actions/steps) apply, and
+    `seed` (one of `seeds`; None: the config's `seed`) picks the replicate (asnet.seeds)."""
     from asnet.train.loop import train_run
 
     if cfg.is_source(dataset):
         raise ConfigError(f"{dataset} is the pretraining source set (no splits, no test videos); "
                           "train it with `asnet pretrain`")
-    cfg = run_config(cfg, variant)
+    run = paths.run_dir(dataset, split, variant, path_seed(cfg, seed))
+    cfg = seed_config(run_config(cfg, variant), seed)
     manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
-    return train_run(cfg, manifest, frames, paths.run_dir(dataset, split, variant), variant, progress=progress)
+    return train_run(cfg, manifest, frames, run, variant, progress=progress)
 
 
-def train_signature(cfg: Config, dataset: str, variant: str) -> str:
+def train_signature(cfg: Config, dataset: str, variant: str, seed: int | None = None) -> str:
     """Digest of everything that decides what a (dataset, variant) run trains, after the
     variant's overrides: the train rule's `params`, so Snakemake retrains when it changes
     (config edits otherwise leave existing checkpoints standing). Launch details
     (config.LAUNCH_ONLY_KEYS, which resuming ignores too), the device, other datasets and
-    the report settings are left out."""
-    rc = run_config(cfg, variant)
+    the report settings are left out; a replicate `seed` enters as the run's `seed`."""
+    rc = run_config(cfg, variant) if path_seed(cfg, seed) is None else seed_config(run_config(cfg, variant), seed)
     # The pretraining run counts through its own digest (what it trains), and only for the
     # runs that start from it: the others keep the digest they had before it existed.
     extra = {"pretrain": pretrain_signature(cfg)} if fine_tunes_from_pretrain(rc) else {}
@@ -672,27 +679,31 @@ def _load_check(rc: Config, path: Path, variant: str) -> dict:
     return out
 
 
-def evaluate_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:
+def evaluate_inputs(cfg: Config, dataset: str, split: int, variant: str, seed: int | None = None) -> list[Path]:
     """Evaluation reads the run's model.pt, its split's manifest and coverage record (the
     official test count in metrics.json) and the frame index."""
-    return [paths.run_dir(dataset, split, variant) / "model.pt", paths.manifest(dataset, split),
+    return [paths.run_dir(dataset, split, variant, path_seed(cfg, seed)) / "model.pt", paths.manifest(dataset, split),
             paths.coverage(dataset, split), paths.frames_index(dataset)]
 
 
-def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True) -> dict:
-    """Video-level evaluation of one trained run; a missing input names the command that makes it."""
+def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True,
+             seed: int | None = None) -> dict:
+    """Video-level evaluation of one trained run (`seed`: a replicate's, see asnet.seeds); a
+    missing input names the command that makes it."""
     from asnet.train.evaluate import evaluate_run
 
-    model = paths.run_dir(dataset, split, variant) / "model.pt"
+    run_seed = path_seed(cfg, seed)
+    model = paths.run_dir(dataset, split, variant, run_seed) / "model.pt"
     manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)
     if not model.exists():
+        flag = "" if run_seed is None else f" --seed {run_seed}"
         raise FileNotFoundError(f"{model}: no trained model; run `asnet train --dataset {dataset} --split {split} "
-                                f"--variant {variant}` (or `snakemake {model}`)")
+                                f"--variant {variant}{flag}` (or `snakemake {model}`)")
     # The run fixes model, input, SPA and training keys (a differing one is refused, named);
     # the test protocol, device, threads and decoding workers are the config's.
     return evaluate_run(
-        model, manifest, frames, paths.eval_dir(dataset, split, variant), threads=cfg.train.threads,
-        progress=progress, eval_cfg=cfg.eval, expected=run_config(cfg, variant), dataset=dataset,
+        model, manifest, frames, paths.eval_dir(dataset, split, variant, run_seed), threads=cfg.train.threads,
+        progress=progress, eval_cfg=cfg.eval, expected=seed_config(run_config(cfg, variant), seed), dataset=dataset,
         device=cfg.device, workers=cfg.train.workers,
     )
 
@@ -701,12 +712,13 @@ PROBES = ["probe_full", "probe_center", "probe_oracle"]
 
 
 def metric_files(cfg: Config, variants: list[str] | None = None) -> list[Path]:
-    """metrics.json of every configured (dataset, split, variant) run."""
+    """metrics.json of every configured (dataset, split, variant) run, each replicate seed's too."""
     return [
-        paths.eval_dir(d.name, s, v) / "metrics.json"
+        paths.eval_dir(d.name, s, v, seed) / "metrics.json"
         for d in cfg.datasets
         for s in cfg.splits
         for v in (variants or cfg.variants)
+        for _, seed in seed_runs(cfg)
     ]
 
 
@@ -722,10 +734,11 @@ def probes(cfg: Config, out_tex: Path = Path("results/probes.tex")) -> pd.DataFr
     synthetic = [d for d in cfg.datasets if d.kind == "synthetic"]
     if not synthetic:
         raise ConfigError("the learnability probes need a synthetic dataset (ground-truth boxes)")
-    files = [paths.eval_dir(d.name, s, v) / "metrics.json" for d in synthetic for s in cfg.splits for v in PROBES]
+    files = [paths.eval_dir(d.name, s, v, seed) / "metrics.json" for d in synthetic for s in cfg.splits for v in PROBES
+             for _, seed in seed_runs(cfg)]
     return write_table6(files, PROBES, out_tex, out_tex.with_suffix(".csv"),
                         caption="Learnability of the synthetic set: single-stream top-1 (\\%) by input crop.",
-                        paper_column=False)
+                        paper_column=False, seed=cfg.seed)
 
 
 def _num_classes(cfg: Config, dataset: str) -> int:
@@ -764,7 +777,7 @@ def table6(cfg: Config, out_tex: Path = Path("results/table6.tex")) -> pd.DataFr
     costs = {(d.name, v): model_cost(cfg, _num_classes(cfg, d.name), v) for d in cfg.datasets for v in cfg.variants}
     sentence = flag_sentence(out_tex.parent / ANCHOR_CSV.name) if _anchor_runs_here(cfg) else ""
     return write_table6(metric_files(cfg), list(cfg.variants), out_tex, out_tex.with_suffix(".csv"), costs=costs,
-                        anchor_sentence=sentence)
+                        anchor_sentence=sentence, seed=cfg.seed)
 
 
 def figure4_runs(cfg: Config) -> list[Path]:
@@ -819,7 +832,8 @@ def experiment_runs(cfg: Config, table: str) -> list[dict]:
     """Rows of one of the paper's experiment tables (1-4), per configured dataset on its
     first split (the paper reports Tables 1-4 on split 1): the row's variant, the run it
     reads (see run_variant), its metrics.json, the paired baseline's metrics.json (the
-    same backbone's single stream) and the paper's (row, column) for that cell."""
+    same backbone's single stream), the paper's (row, column) for that cell, and the
+    metrics.json of the row's replicate seeds (`replicates`, [] for one seed; asnet.seeds)."""
     from asnet.variants import EXPERIMENTS
 
     if table not in EXPERIMENTS:
@@ -839,6 +853,8 @@ def experiment_runs(cfg: Config, table: str) -> list[dict]:
                 "metrics": paths.eval_dir(d.name, split, run) / "metrics.json",
                 "baseline": paths.eval_dir(d.name, split, base_run) / "metrics.json",
                 "paper_row": paper_row, "paper_col": paper_col,
+                "replicates": [paths.eval_dir(d.name, split, run, seed) / "metrics.json"
+                               for _, seed in seed_runs(cfg) if seed is not None],
             })
     return out
 
@@ -914,7 +930,7 @@ def anchor_check(cfg: Config, out_tex: Path = Path("results/anchor_check.tex"), 
 
 def experiment_table_inputs(cfg: Config, table: str) -> list[Path]:
     """Every metrics.json an experiment table reads (its rows' and their baselines')."""
-    return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"])})
+    return sorted({p for r in experiment_runs(cfg, table) for p in (r["metrics"], r["baseline"], *r["replicates"])})
 
 
 def experiment_table(cfg: Config, table: str, out_tex: Path | None = None) -> pd.DataFrame:
@@ -1020,10 +1036,11 @@ def report_runs(cfg: Config) -> list[Path]:
     evals |= {paths.eval_dir(d, s, v) for d in synthetic for s in cfg.splits for v in PROBES}
     for table in ("table1", "table2", "table3", "table4"):
         evals |= {r[k].parent for r in experiment_runs(cfg, table) for k in ("metrics", "baseline")}
+        evals |= {p.parent for r in experiment_runs(cfg, table) for p in r["replicates"]}
     evals |= {r["metrics"].parent for r in spa_cost_runs(cfg)}
     evals |= {p.parent for r in localisation_runs(cfg) for p in r["predictions"]}
-    # results/eval/<dataset>/split<k>/<variant> -> results/checkpoints/<dataset>/split<k>/<variant>
-    runs = {paths.run_dir(e.parent.parent.name, int(e.parent.name.removeprefix("split")), e.name) for e in evals}
+    # results/eval/<dataset>/split<k>/<run> -> results/checkpoints/<dataset>/split<k>/<run>
+    runs = {paths.run_dir(*paths.parse_run_dir(e)) for e in evals}
     if cfg.pretrain is not None:
         runs.add(paths.pretrain_dir(cfg.pretrain.dataset.name))
     return sorted(runs)
@@ -1044,7 +1061,7 @@ def report_inputs(cfg: Config) -> list[Path]:
             continue
         out += [paths.report_run_dir(run) / "curves.png", paths.report_run_dir(run) / "config.yaml"]
         if run.parts[1] == "checkpoints":
-            ev = paths.eval_dir(run.parent.parent.name, int(run.parent.name.removeprefix("split")), run.name)
+            ev = paths.eval_dir(*paths.parse_run_dir(run))
             out += [ev / name for name in ("metrics.json", "confusion.png") if (ev / name).exists()]
     return out
 

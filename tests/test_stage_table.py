@@ -36,7 +36,11 @@ def _rules() -> dict[str, str]:
     out = {}
     for f in [*sorted(RULES.glob("*.smk")), REPO / "workflow" / "Snakefile"]:
         text = f.read_text()
-        for block in re.split(r"(?m)^(?=rule )", text)[1:]:
+        for block in re.split(r"(?m)^(?=rule |use rule )", text)[1:]:
+            use = re.match(r"use rule (\w+) as (\w+) with:", block)
+            if use:  # `use rule X as Y with:` overrides some of X's keys and keeps the rest (its script)
+                out[use.group(2)] = block.split("\n\n\n")[0] + "\n" + out[use.group(1)]
+                continue
             name = re.match(r"rule (\w+):", block).group(1)
             out[name] = block.split("\n\n\n")[0]
         loop = re.search(r'(?ms)^    rule:\n        name:\n            f"report_page_\{_name\}".*?(?=\n\n\n|\Z)', text)

@@ -48,18 +48,22 @@ def write_run_config(cfg: Config, path: Path) -> Path:
     return path
 
 
-def torchrun_command(config_file: Path, dataset: str, split: int, variant: str, nproc: int) -> list[str]:
+def torchrun_command(config_file: Path, dataset: str, split: int, variant: str, nproc: int,
+                     seed: int | None = None) -> list[str]:
     """The torchrun command line of one run (torchrun as `python -m torch.distributed.run`,
-    so the workers use this interpreter and its packages, whatever `torchrun` is on PATH)."""
+    so the workers use this interpreter and its packages, whatever `torchrun` is on PATH);
+    `seed`: a replicate's (asnet.seeds)."""
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
         "-m", "asnet.cli", "train", "--config", str(config_file),
         "--dataset", dataset, "--split", str(split), "--variant", variant,
+        *(["--seed", str(seed)] if seed is not None else []),
     ]
 
 
 def run_torchrun(
-    cfg: Config, dataset: str, split: int, variant: str, config_file: Path, output: IO[str] | None = None
+    cfg: Config, dataset: str, split: int, variant: str, config_file: Path, output: IO[str] | None = None,
+    seed: int | None = None,
 ) -> None:
     """Train (dataset, split, variant) in `cfg.train.nproc_per_node` processes under torchrun.
 
@@ -68,7 +72,7 @@ def run_torchrun(
     """
     nproc = cfg.train.nproc_per_node
     write_run_config(cfg, config_file)
-    cmd = torchrun_command(config_file, dataset, split, variant, nproc)
+    cmd = torchrun_command(config_file, dataset, split, variant, nproc, seed)
     log.info("training in %d processes: %s", nproc, shlex.join(cmd))
     if output is not None:
         output.flush()  # keep our lines before the workers' in a shared log file

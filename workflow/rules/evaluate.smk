@@ -20,3 +20,16 @@ rule evaluate:
         "results/benchmarks/evaluate/{dataset}/split{split}/{variant}.tsv"
     script:
         "../scripts/stage.py"
+
+
+# A replicate seed's run (`seeds:`): <variant>/seed<s>/ beside the files above.
+use rule evaluate as evaluate_seed with:
+    output:
+        metrics=report(str(paths.eval_dir("{dataset}", "{split}", "{variant}", "{seed}") / "metrics.json"), caption="../report/run_metrics.rst", category="Runs", subcategory="checkpoints/{dataset}/split{split}/{variant}/seed{seed}"),
+        predictions=str(paths.eval_dir("{dataset}", "{split}", "{variant}", "{seed}") / "predictions.csv"),
+        scores=str(paths.eval_dir("{dataset}", "{split}", "{variant}", "{seed}") / "scores.npz"),
+        confusion=report(str(paths.eval_dir("{dataset}", "{split}", "{variant}", "{seed}") / "confusion.png"), caption="../report/confusion.rst", category="Runs", subcategory="checkpoints/{dataset}/split{split}/{variant}/seed{seed}"),
+    log:
+        "results/logs/{dataset}/split{split}/{variant}/seed{seed}/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate_seed/{dataset}/split{split}/{variant}/seed{seed}.tsv"

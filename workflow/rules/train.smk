@@ -37,6 +37,20 @@ rule train:
         "../scripts/stage.py"
 
 
+# A replicate seed's run (`seeds:`): the train rule with the seed in its paths and digest.
+use rule train as train_seed with:
+    output:
+        model=str(paths.run_dir("{dataset}", "{split}", "{variant}", "{seed}") / "model.pt"),
+    params:
+        code=rule_code("train"),
+        signature=lambda w: stages_train_signature(CFG, w.dataset, w.variant, int(w.seed)),
+        store=lambda w: stages_store_version(CFG, w.dataset, int(w.split)),
+    log:
+        "results/logs/{dataset}/split{split}/{variant}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/train_seed/{dataset}/split{split}/{variant}/seed{seed}.tsv"
+
+
 # The Kinetics stand-in (`pretrain:`): one single-stream run from scratch on the synthetic
 # source set, whose model.pt the runs fine-tune from (model.pretrained). Resumable like a
 # training run; its params are the digest of what it trains, so an edit retrains it and,
