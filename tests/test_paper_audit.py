@@ -187,3 +187,15 @@ def test_every_claim_cell_is_a_paper_number() -> None:
     audit = build_paper_audit()
     labels = {c.label for c in cells.values()}
     assert {f.a for f in audit.claims} | {f.b for f in audit.claims} <= labels
+
+
+def test_every_text_claim_quotes_the_paper_verbatim() -> None:
+    """Each quote of text_claims.csv is in the extracted text (whitespace aside)."""
+    env = os.environ.get("ASNET_SHARED")
+    paper = next((p for p in ([Path(env)] if env else []) + [REPO.parent / "shared"]
+                  if (p / "paper/asnet-sensors-2021.txt").is_file()), None)
+    if paper is None:
+        pytest.skip("the paper's text is not in ../shared/paper (set ASNET_SHARED)")
+    text = "".join((paper / "paper/asnet-sensors-2021.txt").read_text().split())
+    quotes = pd.read_csv(PAPER_DIR / "text_claims.csv")["quote"]
+    assert [q for q in quotes if "".join(q.split()) not in text] == []
