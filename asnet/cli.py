@@ -15,6 +15,7 @@
     asnet figure4                                # results/figure4.{pdf,png} (SPA reward/loss per epoch)
     asnet figure5                                # results/figure5.{pdf,png} (SPA boxes, Grad-CAM)
     asnet audit                                  # results/audit.{md,csv} (which claims reproduce)
+    asnet paper-audit                            # results/paper_audit.{md,csv} (the paper's numbers, no data)
     asnet spa-cost                               # results/spa_cost.{tex,csv} (cheaper SPA vs the paper's)
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
     asnet localisation                           # results/localisation.{tex,csv} (SPA's IoU vs its bounds)

@@ -98,6 +98,12 @@ def _dvc_yaml(**kwargs: Any) -> list[Path]:
     return write(**kwargs)
 
 
+def _paper_audit_summary(audit: Any) -> str:
+    from asnet.report.paper_audit import summary_lines
+
+    return "\n".join(summary_lines(audit))
+
+
 def _out(default: str, kwarg: str) -> Arg:
     return Arg("out", Path, Path("results") / default, kwarg=kwarg, help=f"output file (default results/{default})")
 
@@ -145,6 +151,11 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
           stages.figure5_inputs, rules=("figure5",), progress=False),
     Stage("audit", stages.audit, "which of the paper's claims the runs reproduce: results/audit.{md,csv}",
           (_out("audit.md", "out_md"),), stages.audit_inputs, rules=("audit",), progress=False, show=_table),
+    Stage("paper-audit", stages.paper_audit, "the paper's own numbers without data: what its test sets could "
+          "decide, where it contradicts itself: results/paper_audit.{md,csv}",
+          (_out("paper_audit.md", "out_md"),
+           Arg("paper-dir", Path, None, kwarg="paper_dir", help="folder of the paper's CSVs (default workflow/paper)")),
+          progress=False, uses_config=False, show=_paper_audit_summary),
     Stage("spa-cost", stages.spa_cost, "accuracy and FLOPs of the cheaper SPA beside the paper's: "
           "results/spa_cost.{tex,csv}", (_out("spa_cost.tex", "out_tex"),), stages.spa_cost_inputs,
           rules=("spa_cost",), progress=False, show=_table),

@@ -1027,6 +1027,16 @@ def _audit_header(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def paper_audit(out_md: Path = Path("results/paper_audit.md"), paper_dir: Path | None = None):
+    """results/paper_audit.{md,csv}: the paper's own numbers audited from workflow/paper/*.csv
+    alone (what its test sets could decide, where it contradicts itself); no data or runs."""
+    from asnet.report.paper_audit import PAPER_DIR, build_paper_audit, write_paper_audit
+
+    audit = build_paper_audit(paper_dir or PAPER_DIR)
+    write_paper_audit(audit, out_md)
+    return audit
+
+
 def report_runs(cfg: Config) -> list[Path]:
     """Every run folder the configured tables and figures may read (Table 6's variants, the
     probes, Tables 1-5, SPA's cost, the localisation bounds; the pretraining run), once each,
