@@ -132,7 +132,7 @@ def stages(cfg: Config) -> dict[str, Any]:
         out["pretrain"] = stage(f"{pretrain_run[0]}/model.pt", source, ("train.smk",), ("pretrain",), pretrain_run)
     pretrained = [cfg.model.pretrained_dir] if cfg.model.pretrained_dir else []
     out["train"] = stage("checkpoints", data + pretrain_run + pretrained, ("train.smk",), ("train",), checkpoints)
-    out["table6"] = stage("results/table6.tex", checkpoints + data + ["workflow/paper"],
+    out["table6"] = stage("results/table6.tex", checkpoints + data + ["workflow/paper/paper_numbers.csv"],
                           ("evaluate.smk", "report.smk"), ("evaluate", "table6"),
                           [f"results/eval/{n(d)}" for d in n.datasets] + list(TABLE6_FILES))
     return out

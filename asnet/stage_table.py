@@ -155,7 +155,8 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
           "decide, where it contradicts itself: results/paper_audit.{md,csv}",
           (_out("paper_audit.md", "out_md"),
            Arg("paper-dir", Path, None, kwarg="paper_dir", help="folder of the paper's CSVs (default workflow/paper)")),
-          progress=False, uses_config=False, show=_paper_audit_summary),
+          stages.paper_audit_inputs, rules=("paper_audit",), progress=False, uses_config=False,
+          show=_paper_audit_summary),
     Stage("spa-cost", stages.spa_cost, "accuracy and FLOPs of the cheaper SPA beside the paper's: "
           "results/spa_cost.{tex,csv}", (_out("spa_cost.tex", "out_tex"),), stages.spa_cost_inputs,
           rules=("spa_cost",), progress=False, show=_table),

@@ -979,7 +979,7 @@ def audit_inputs(cfg: Config) -> list[Path]:
     tables = cfg.report.audit_tables
     return [*(Path(f"results/{t}.tex") for t in tables if t != "table5"),
             *([Path("results/table5_predictions.csv")] if "table5" in tables else []),
-            Path("results/anchor_check.csv"),
+            Path("results/anchor_check.csv"), Path("results/paper_audit.csv"),
             *(paths.coverage(d.name, s) for d in cfg.datasets for s in cfg.splits)]
 
 
@@ -1025,6 +1025,13 @@ def _audit_header(cfg: Config) -> str:
                   "paper's *comparative* claims (does SPA help, which fusion is best) on data where the answer is "
                   "known to be learnable, not its UCF-101/HMDB-51 numbers."]
     return "\n".join(lines)
+
+
+def paper_audit_inputs(cfg: Config) -> list[Path]:
+    """The paper's numbers, test-set sizes, repeated experiments and quoted text (workflow/paper)."""
+    from asnet.report.paper_audit import PAPER_DIR
+
+    return sorted(PAPER_DIR.glob("*.csv"))
 
 
 def paper_audit(out_md: Path = Path("results/paper_audit.md"), paper_dir: Path | None = None):

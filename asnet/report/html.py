@@ -45,6 +45,7 @@ PAGES: dict[str, tuple[str, str, bool]] = {
     "localisation": ("SPA's localisation against its bounds (not in the paper)", "localisation.csv", True),
     "anchor_check": ("Anchor check: Hara et al.'s published models through our data path", "anchor_check.csv", True),
     "audit": ("Audit of the paper's claims", "audit.md", False),
+    "paper_audit": ("The paper's own numbers, audited without data", "paper_audit.md", False),
     "runtime": ("Run times per stage (Snakemake benchmark files)", "runtime.csv", False),
 }
 

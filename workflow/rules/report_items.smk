@@ -25,6 +25,7 @@ REPORT_PAGE_PLACES = {
     "localisation": ("Beyond the paper", "Localisation", "localisation.rst"),
     "anchor_check": ("Audit", "Anchor check", "anchor_check.rst"),
     "audit": ("Audit", "Claims", "audit.rst"),
+    "paper_audit": ("Audit", "The paper's own numbers", "paper_audit.rst"),
     "runtime": ("Runtime", None, "runtime.rst"),
 }
 
