@@ -69,3 +69,44 @@ def test_audit_waits_only_for_the_tables_it_is_asked_to_judge() -> None:
     assert not any(p.startswith(("results/table1", "results/table2", "results/table5")) for p in only6)
     with pytest.raises(ConfigError, match="report.audit_tables"):
         load_config(overrides=["preset=tiny", "report.audit_tables=[table7]"])
+
+
+def _pair(n: int, wins: int, losses: int, acc_b: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A and B on n videos: B right on the first acc_b * n; A differs on `wins` + `losses` of them."""
+    b = np.zeros(n, int)
+    b[: int(acc_b * n)] = 1
+    a = b.copy()
+    a[int(acc_b * n): int(acc_b * n) + wins] = 1  # A right where B is wrong
+    a[:losses] = 0  # A wrong where B is right
+    return _outcomes(list(a)), _outcomes(list(b))
+
+
+def test_a_tight_interval_below_the_margin_does_not_reproduce() -> None:
+    # 10 vs 10 discordant of 2000: difference 0, interval about +-0.3 points, all below +1
+    c = paired("flat", *_pair(2000, 10, 10))
+    assert judge([c], margin=1.0) == "does not reproduce" and c.outcome == "no gain"
+    assert judge([paired("flat", *_pair(2000, 10, 10))], margin=0.0) == "cannot judge"
+
+
+def test_an_undecided_comparison_states_its_detectable_effect_and_need() -> None:
+    from asnet.report import power
+    from asnet.report.audit import comparative_claim
+
+    c = paired("close", *_pair(400, 30, 22))  # +2 points, p ~ 0.33
+    claim = Claim("7", "t", "s", "p")
+    comparative_claim(claim, [c], margin=1.0)
+    assert claim.verdict == "cannot judge" and c.outcome == "undecided"
+    assert c.mde == pytest.approx(power.mde(400, 52 / 400))
+    assert c.needed == power.videos_needed(2.0, 52 / 400) and c.needed > 400
+    assert "would need about" in claim.need and "paired test videos" in claim.need
+    # more power at the same discordance decides it
+    big = paired("close", *_pair(400 * 8, 30 * 8, 22 * 8))
+    assert judge([big], margin=1.0) == "reproduces"
+
+
+def test_holm_family_size_widens_the_detectable_effect() -> None:
+    one = paired("x", *_pair(1000, 60, 40))
+    judge([one])
+    many = [paired(f"x{i}", *_pair(1000, 60, 40)) for i in range(10)]
+    judge(many)
+    assert many[0].mde > one.mde

@@ -4,11 +4,14 @@ which they cannot judge.
 Every verdict is computed from the runs' per-video predictions, never typed in:
 
 - A comparative claim ("ASNet beats the single stream") is tested on the same test videos:
-  exact McNemar on the discordant pairs pooled over the compared splits, a 95% paired
-  bootstrap interval of the accuracy difference, Holm's correction when a claim makes
-  several comparisons. Verdict: *reproduces* when every comparison goes the paper's way at
-  p < 0.05, *does not reproduce* when one goes significantly the other way or (on the
-  paper's own dataset) the paper's gain lies outside our interval, else *cannot judge*.
+  exact McNemar on the discordant pairs pooled over the compared splits and seeds (paired by
+  (seed, split, video)), a 95% paired bootstrap interval of the accuracy difference, Holm's
+  correction when a claim makes several comparisons. Verdict: *reproduces* when every
+  comparison goes the paper's way at p < 0.05; *does not reproduce* when one goes
+  significantly the other way, or its whole interval lies below the margin (the paper's own
+  gain on its dataset, `report.audit_margin` elsewhere); else *cannot judge*, with the
+  minimum detectable difference at 80% power (asnet.report.power, at Holm's strictest level
+  alpha / k) and the paired test videos a decision would need.
 - An absolute number (UCF-101/HMDB-51 only) reproduces when the paper's value lies in our
   95% bootstrap interval. On the synthetic set the paper's numbers cannot be judged.
 - Parameter counts are recomputed by building the models.
@@ -25,6 +28,7 @@ import pandas as pd
 
 from asnet import paths
 from asnet.config import Config
+from asnet.report import power
 from asnet.report.stats import bootstrap_ci, mcnemar_p
 
 ALPHA = 0.05
@@ -46,10 +50,19 @@ class Comparison:
     p: float
     p_adj: float = float("nan")
     paper_gain: float | None = None  # the paper's A - B on this dataset, when it has one
+    margin: float = 1.0  # the gain whose exclusion refutes (paper_gain where there is one)
+    outcome: str = ""  # for | against | no gain | undecided (set by judge)
+    mde: float = float("nan")  # minimum detectable |difference| at 80% power, points
+    needed: int | None = None  # paired videos an undecided comparison would need
 
     @property
     def diff(self) -> float:
         return self.acc_a - self.acc_b
+
+    @property
+    def rate(self) -> float:
+        """Fraction of the paired videos on which the two differ (discordant)."""
+        return (self.b + self.c) / self.n if self.n else 0.0
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Claim:
     ours: str = ""
     verdict: str = "cannot judge"
     details: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    mde: float | None = None  # the largest minimum detectable difference of its comparisons
+    need: str = ""  # what an undecided claim would need
 
 
 def paired(name: str, a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, n_boot: int = 4000) -> Comparison:
@@ -97,23 +113,75 @@ def holm(comparisons: list[Comparison]) -> None:
         comparisons[i].p_adj = running
 
 
-def judge(comparisons: list[Comparison]) -> str:
-    """Verdict of a claim that A beats B in every comparison (see module docstring)."""
+def judge(comparisons: list[Comparison], margin: float | None = None) -> str:
+    """Verdict of a claim that A beats B in every comparison (see module docstring); sets each
+    comparison's outcome, minimum detectable effect and, when undecided, the videos it needs.
+    `margin` (points) applies where a comparison has no paper gain."""
     holm(comparisons)
-    against = [c for c in comparisons if c.p_adj < ALPHA and c.diff < 0]
-    gain_excluded = [c for c in comparisons if c.paper_gain is not None and c.paper_gain > c.diff_hi]
-    if against or gain_excluded:
+    alpha_k = ALPHA / max(1, len(comparisons))  # Holm's first, strictest step
+    for c in comparisons:
+        if margin is not None and c.paper_gain is None:
+            c.margin = margin
+        bar = c.paper_gain if c.paper_gain is not None else c.margin
+        if c.p_adj < ALPHA and c.diff < 0:
+            c.outcome = "against"
+        elif c.paper_gain is not None and c.paper_gain > c.diff_hi:
+            c.outcome = "no gain"  # the paper's gain on its own dataset lies above our interval
+        elif c.p_adj < ALPHA and c.diff > 0:
+            c.outcome = "for"
+        elif c.diff_hi < bar:
+            c.outcome = "no gain"
+        else:
+            c.outcome = "undecided"
+        c.mde = power.mde(c.n, c.rate, alpha_k) if c.rate > 0 else float("inf")
+        if c.outcome == "undecided":
+            c.needed = needed_videos(c, bar, alpha_k)
+    if any(c.outcome in ("against", "no gain") for c in comparisons):
         return "does not reproduce"
-    if all(c.p_adj < ALPHA and c.diff > 0 for c in comparisons):
+    if all(c.outcome == "for" for c in comparisons):
         return "reproduces"
     return "cannot judge"
 
 
+def needed_videos(c: Comparison, bar: float, alpha: float) -> int:
+    """Paired videos at this discordance that would decide an undecided comparison: to detect
+    the observed difference (80% power) when it is at least the margin, else to bring the 95%
+    interval's upper end below the margin."""
+    rate = max(c.rate, abs(c.diff) / 100, 1 / max(c.n, 1))
+    if c.diff >= bar > 0:
+        return power.videos_needed(c.diff, rate, alpha)
+    return power.interval_videos(bar - c.diff, rate)
+
+
+OUTCOME_TEXT = {"for": "goes the paper's way", "against": "significantly the other way",
+                "no gain": "no gain of the margin", "undecided": "undecided"}
+
+
 def describe(c: Comparison) -> str:
     gain = f"; paper's gain {c.paper_gain:+.1f}" if c.paper_gain is not None else ""
-    return (f"{c.name}: {c.acc_a:.1f} vs {c.acc_b:.1f} ({c.diff:+.1f} points, 95% CI {c.diff_lo:+.1f} to "
-            f"{c.diff_hi:+.1f}; {c.b} vs {c.c} discordant of {c.n} videos, McNemar p = {c.p:.3g}, "
-            f"Holm {c.p_adj:.3g}{gain})")
+    out = (f"{c.name}: {c.acc_a:.1f} vs {c.acc_b:.1f} ({c.diff:+.1f} points, 95% CI {c.diff_lo:+.1f} to "
+           f"{c.diff_hi:+.1f}; {c.b} vs {c.c} discordant of {c.n} paired videos, McNemar p = {c.p:.3g}, "
+           f"Holm {c.p_adj:.3g}{gain})")
+    if c.outcome:
+        out += f" -> {OUTCOME_TEXT[c.outcome]}"
+        if c.outcome == "no gain":
+            out += f" ({c.margin if c.paper_gain is None else c.paper_gain:+.1f} above the interval)"
+        out += f"; detectable at 80% power: {_points(c.mde)}"
+        if c.needed is not None:
+            out += f"; would need {_need(c.needed, c.n)}"
+    return out
+
+
+def _points(x: float) -> str:
+    return "no difference (too few discordant videos)" if not np.isfinite(x) else f"{x:.1f} points"
+
+
+def _need(needed: float, n: int) -> str:
+    """'about N paired test videos (K x this test set: K seeds or K times the test videos)'."""
+    if not np.isfinite(needed):
+        return "more paired videos than any test set has"
+    k = int(np.ceil(needed / n))
+    return f"about {int(needed):,} paired test videos ({k}x these {n:,}: {k} seeds, or {k}x the test videos)"
 
 
 def load_predictions(eval_dirs: list[Path]) -> pd.DataFrame:
@@ -162,17 +230,25 @@ def absolute_claim(claim: Claim, rows: list[tuple[str, str, pd.DataFrame, float 
                              "absolute numbers on another dataset say nothing about them.")
 
 
-def comparative_claim(claim: Claim, comparisons: list[Comparison]) -> None:
+def comparative_claim(claim: Claim, comparisons: list[Comparison], margin: float | None = None) -> None:
     if not comparisons:
         claim.verdict, claim.ours = "cannot judge", "not run (the table's target was not built)"
         return
-    claim.verdict = judge(comparisons)
+    claim.verdict = judge(comparisons, margin)
     claim.details = [describe(c) for c in comparisons]
+    claim.comparisons = comparisons
     won = sum(c.diff > 0 for c in comparisons)
     sig = sum(c.p_adj < ALPHA for c in comparisons)
     claim.ours = (f"ahead in {won}/{len(comparisons)} comparisons, significant (Holm p < {ALPHA}) in {sig}; "
                   + "; ".join(f"{c.name} {c.diff:+.1f}" for c in comparisons[:3])
                   + (" ..." if len(comparisons) > 3 else ""))
+    undecided = [c for c in comparisons if c.outcome == "undecided"]
+    if claim.verdict == "cannot judge" and undecided:
+        worst = max(undecided, key=lambda c: c.needed if c.needed is not None else 0)
+        claim.need = f"would need {_need(worst.needed, worst.n)} ({worst.name})"
+        claim.ours += f"; {claim.need}"
+    decided = [c.mde for c in comparisons if np.isfinite(c.mde)]
+    claim.mde = max(decided) if decided else float("inf")
 
 
 def dataset_coverage(cfg: Config) -> dict[str, dict[str, Any]]:
@@ -212,21 +288,32 @@ def coverage_lines(cfg: Config) -> tuple[list[str], dict[str, str]]:
     return lines, below
 
 
-def write_markdown(claims: list[Claim], header: str, out_md: Path) -> pd.DataFrame:
-    """results/audit.md (summary table + details per claim) and results/audit.csv."""
+def _mde_cell(c: Claim) -> str:
+    return "" if c.mde is None else ("-" if not np.isfinite(c.mde) else f"{c.mde:.1f}")
+
+
+def write_markdown(claims: list[Claim], header: str, out_md: Path, summary: list[str] | None = None,
+                   sections: list[str] | None = None) -> pd.DataFrame:
+    """results/audit.md (header, the summary, the claims' table, details per claim, then any
+    further `sections`) and results/audit.csv (one row per claim)."""
     df = pd.DataFrame([{"id": c.id, "claim": c.claim, "source": c.source, "paper": c.paper, "ours": c.ours,
-                        "verdict": c.verdict} for c in claims])
+                        "verdict": c.verdict, "mde_points": c.mde, "would_need": c.need} for c in claims])
     counts = df["verdict"].value_counts()
     # "not compared" (coverage below report.min_coverage) only appears when it happened
     shown = ("reproduces", "does not reproduce", "cannot judge") + (("not compared",) if counts.get("not compared") else ())
-    lines = [header, "",
-             "Summary: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in shown) + ".", "",
-             "| # | Claim | Paper | Verdict |", "|---|---|---|---|"]
-    lines += [f"| {c.id} | {c.claim} ({c.source}) | {c.paper} | **{c.verdict}** |" for c in claims]
+    lines = [header, ""]
+    if summary:
+        lines += summary + [""]
+    lines += ["Claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in shown) + ".", "",
+              "| # | Claim | Paper | Verdict | Detectable (points, 80% power) |", "|---|---|---|---|---|"]
+    lines += [f"| {c.id} | {c.claim} ({c.source}) | {c.paper} | **{c.verdict}**{': ' + c.need if c.need else ''} "
+              f"| {_mde_cell(c)} |" for c in claims]
     for c in claims:
         lines += ["", f"## {c.id}. {c.claim}", "", f"Source: {c.source}. Paper: {c.paper}.", "",
                   f"Verdict: **{c.verdict}**. Ours: {c.ours}.", ""]
         lines += [f"- {d}" for d in c.details]
+    for sec in sections or []:
+        lines += ["", sec]
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text("\n".join(lines) + "\n")
     df.to_csv(out_md.with_suffix(".csv"), index=False)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from asnet import paths
 from asnet.config import Config
 from asnet.report.audit import (
     ALPHA,
@@ -20,13 +19,13 @@ from asnet.report.audit import (
     comparative_claim,
     coverage_lines,
     holm,
-    load_predictions,
     paired,
     paired_values,
 )
 from asnet.report.flops import extra_params_check
+from asnet.report.replicates import replicate_predictions
 from asnet.report.tables import PAPER_NUMBERS, paper_numbers
-from asnet.variants import EXPERIMENTS, LABELS, TABLE2_BACKBONES, run_variant
+from asnet.variants import EXPERIMENTS, LABELS, TABLE2_BACKBONES
 
 
 def build_claims(cfg: Config) -> list[Claim]:
@@ -45,8 +44,8 @@ def build_claims(cfg: Config) -> list[Claim]:
         return pa - pb if pa is not None and pb is not None else None
 
     def preds(dataset: str, variant: str, splits: tuple[int, ...]) -> pd.DataFrame | None:
-        dirs = [paths.eval_dir(dataset, s, run_variant(cfg, variant)) for s in splits]
-        return load_predictions(dirs) if all((d / "predictions.csv").exists() for d in dirs) else None
+        # every configured seed's run, paired by (seed, split, video)
+        return replicate_predictions(cfg, dataset, variant, splits)
 
     def compare(name: str, dataset: str, a: str, b: str, splits: tuple[int, ...], paper_gain: float | None):
         pa, pb = preds(dataset, a, splits), preds(dataset, b, splits)
@@ -55,6 +54,17 @@ def build_claims(cfg: Config) -> list[Claim]:
         c = paired(name, pa, pb)
         c.paper_gain = paper_gain if dataset in ("ucf101", "hmdb51") and dataset not in below else None
         return c
+
+    def gains_text(table: str, pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> str:
+        """The paper's A - B over a claim's comparisons, per dataset, from its cells:
+        e.g. '+1.2 to +2.6 UCF-101, 0.0 to +3.6 HMDB-51'."""
+        out = []
+        for d, name in (("ucf101", "UCF-101"), ("hmdb51", "HMDB-51")):
+            g = [x for a, b in pairs if (x := gain(table, d, a, b)) is not None]
+            if g:
+                lo, hi = min(g), max(g)
+                out.append(f"{lo:+.1f} {name}" if lo == hi else f"{lo:+.1f} to {hi:+.1f} {name}")
+        return ", ".join(out) if out else "no number"
 
     def pg(text_rows: list[tuple[str, float | None]]) -> str:
         return "; ".join(f"{t} {v:.1f}" for t, v in text_rows if v is not None)
@@ -75,36 +85,43 @@ def build_claims(cfg: Config) -> list[Claim]:
 
     def add(cid: str, text: str, source: str, paper_text: str, comps: list) -> None:
         claim = Claim(cid, text, source, paper_text)
-        comparative_claim(claim, [x for x in comps if x is not None])
+        comparative_claim(claim, [x for x in comps if x is not None], cfg.report.audit_margin)
         claims.append(claim)
 
     add("2", "ASNet beats the single stream", "Table 6 (all configured splits)",
-        "+1.7 UCF-101, +3.0 HMDB-51 (96.8 vs 95.1, 76.4 vs 73.4)",
+        gains_text("table6", [(("asnet", "top1_mean3"), ("single", "top1_mean3"))]),
         [compare(f"{d.name} ASNet vs single", d.name, "asnet", "single", cfg.splits,
                  gain("table6", d.name, ("asnet", "top1_mean3"), ("single", "top1_mean3"))) for d in cfg.datasets])
     add("3", "The gain comes from SPA, not from a second stream: ASNet beats a Siamese network fed centre crops",
-        "Tables 1-2 (all configured splits here)", "+1.6 UCF-101, +2.2 HMDB-51 (Table 2, ResNeXt-101 16f)",
+        "Tables 1-2 (all configured splits here)",
+        gains_text("table2", [(("asnet", "top1_split1_resnext101_16f"), ("siamese_center", "top1_split1_resnext101_16f"))])
+        + " (Table 2, ResNeXt-101 16f)",
         [compare(f"{d.name} ASNet vs Siamese-centre", d.name, "asnet", "siamese_center", cfg.splits,
                  gain("table2", d.name, ("asnet", "top1_split1_resnext101_16f"),
                       ("siamese_center", "top1_split1_resnext101_16f")))
          for d in cfg.datasets if "siamese_center" in cfg.variants])
     add("4", "SPA's patch beats every other saliency-stream input (random, corner, multi-scale, full frame, "
-        "fixed corners)", "Table 1 (split 1)", "SPA 93.7 / 69.2 vs 90.9-92.5 / 65.6-67.6",
+        "fixed corners)", "Table 1 (split 1)",
+        gains_text("table1", [(("asnet", "top1_split1"), (v, "top1_split1")) for v, _, _ in EXPERIMENTS["table1"]
+                              if v.startswith("siamese_") and v != "siamese_center"]),
         [compare(f"{d.name} ASNet vs {LABELS[v]}", d.name, "asnet", v, first,
                  gain("table1", d.name, ("asnet", "top1_split1"), (v, "top1_split1")))
          for d in cfg.datasets for v, _, _ in EXPERIMENTS["table1"] if v.startswith("siamese_") and v != "siamese_center"])
     add("5", "ASNet beats the single stream with every backbone", "Table 2 (split 1)",
-        "+0.2 to +2.2 UCF-101, 0.0 to +3.6 HMDB-51",
+        gains_text("table2", [(("asnet", TABLE2_BACKBONES[k][1]), ("single", TABLE2_BACKBONES[k][1]))
+                              for k in TABLE2_BACKBONES]),
         [compare(f"{d.name} {TABLE2_BACKBONES[k][0]}", d.name, f"{k}_asnet", f"{k}_single", first,
                  gain("table2", d.name, ("asnet", TABLE2_BACKBONES[k][1]), ("single", TABLE2_BACKBONES[k][1])))
          for d in cfg.datasets for k in cfg.report.table2_backbones])
     add("6", "Concatenation is the best way to fuse the two streams", "Table 3 (split 1)",
-        "concatenation 93.7 / 69.2 vs 91.7-92.8 / 66.7-68.6",
+        gains_text("table3", [(("asnet", "top1_split1"), (v, "top1_split1")) for v, _, _ in EXPERIMENTS["table3"]
+                              if v.startswith("asnet_fusion")]),
         [compare(f"{d.name} concat vs {LABELS[v]}", d.name, "asnet", v, first,
                  gain("table3", d.name, ("asnet", "top1_split1"), (v, "top1_split1")))
          for d in cfg.datasets for v, _, _ in EXPERIMENTS["table3"] if v.startswith("asnet_fusion")])
     add("7", "3 actions with T = 10 SPA training steps is the best setting", "Table 4 (split 1)",
-        "93.7 / 69.2, tied on UCF-101 with 4 actions, T = 10",
+        gains_text("table4", [(("asnet_3actions", "top1_split1_steps10"), (row, col)) for v, row, col in EXPERIMENTS["table4"]
+                              if v != "asnet_3actions_steps10"]),
         [compare(f"{d.name} 3 actions T=10 vs {LABELS[v]}", d.name, "asnet", v, first,
                  gain("table4", d.name, ("asnet_3actions", "top1_split1_steps10"), (row, col)))
          for d in cfg.datasets for v, row, col in EXPERIMENTS["table4"] if v != "asnet_3actions_steps10"])
@@ -123,7 +140,9 @@ def build_claims(cfg: Config) -> list[Claim]:
             comp.paper_gain = float(va.iloc[0] - vs.iloc[0]) if d0 == "hmdb51" and len(va) and len(vs) else None
             comps.append(comp)
     add("8", "ASNet's weights W_a give better frozen features than the single stream's W_s, for every input",
-        "Table 5 (linear SVM)", "+1.1 / +1.3 / +1.1 on HMDB-51 split 1", comps)
+        "Table 5 (linear SVM)",
+        gains_text("table5", [(("asnet", f"top1_split1_{i}"), ("single", f"top1_split1_{i}")) for i in ("xc", "xs", "xc_xs")]),
+        comps)
     # Parameters: recomputed for the paper's backbone, and for the configured one.
     chk = extra_params_check()
     mine = extra_params_check(cfg)

@@ -434,6 +434,11 @@ def _by_claim(audit: PaperAudit) -> dict[str, list[ClaimFinding]]:
     return groups
 
 
+def claim_verdicts(audit: PaperAudit) -> dict[str, tuple[str, str]]:
+    """{claim id: (claim, verdict of its weakest comparison)}, in the report's order."""
+    return {cid: (fs[0].claim, claim_verdict(fs)) for cid, fs in _by_claim(audit).items()}
+
+
 def summary_lines(audit: PaperAudit) -> list[str]:
     """The audit in a few Markdown lines (for results/audit.md)."""
     groups = _by_claim(audit)
