@@ -644,7 +644,10 @@ def _check_pretrain(data: dict[str, Any]) -> None:
             raise ConfigError(f"model.pretrained: {pretrained} names a pretraining run, but the config has no "
                               "`pretrain:` section; add one (see config/presets/default.yaml) or set model.pretrained: null")
         want = paths.pretrain_model(pre["dataset"]["name"])
-        if Path(pretrained) != want:
+        # Table 2's runs of another backbone fine-tune that backbone's own run (asnet.stages.run_config)
+        backbone_run = Path(pretrained).name == "model.pt" and Path(pretrained).parent.parent == \
+            paths.pretrain_backbone_dir(pre["dataset"]["name"], "_").parent
+        if Path(pretrained) != want and not backbone_run:
             raise ConfigError(f"model.pretrained: {pretrained} is not the configured pretraining run's model.pt; "
                               f"set it to {want} (pretrain.dataset.name is {pre['dataset']['name']!r})")
 
