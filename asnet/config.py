@@ -308,7 +308,7 @@ def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
             del keep[section][key]
     # The pretraining shapes only the runs that start from it; left out of the others (and of
     # runs older than the section), so it neither retrains nor blocks them.
-    if not uses_pretrain(config):
+    if not starts_from_pretraining(config):
         del keep["pretrain"]
     return keep
 
@@ -322,6 +322,24 @@ def uses_pretrain(config: dict[str, Any]) -> bool:
     if not pre or not pretrained or not isinstance(pre.get("dataset"), dict):
         return False
     return Path(pretrained) == paths.pretrain_model(pre["dataset"]["name"])
+
+
+def _names_backbone_run(pretrained: str, source: str) -> bool:
+    from asnet import paths
+
+    path = Path(pretrained)
+    return path.name == "model.pt" and path.parent.parent == paths.pretrain_backbone_dir(source, "_").parent
+
+
+def starts_from_pretraining(config: dict[str, Any]) -> bool:
+    """Whether a plain config's runs start from one of its pretraining runs: the preset's
+    backbone's (uses_pretrain) or Table 2's other backbones'
+    (results/pretrain/backbones/<source>/<key>/model.pt); `pretrain:` shapes either."""
+    pre, pretrained = config.get("pretrain"), (config.get("model") or {}).get("pretrained")
+    if uses_pretrain(config):
+        return True
+    return bool(pre and pretrained and isinstance(pre.get("dataset"), dict)
+                and _names_backbone_run(pretrained, pre["dataset"]["name"]))
 
 
 @dataclass(frozen=True)
@@ -645,9 +663,7 @@ def _check_pretrain(data: dict[str, Any]) -> None:
                               "`pretrain:` section; add one (see config/presets/default.yaml) or set model.pretrained: null")
         want = paths.pretrain_model(pre["dataset"]["name"])
         # Table 2's runs of another backbone fine-tune that backbone's own run (asnet.stages.run_config)
-        backbone_run = Path(pretrained).name == "model.pt" and Path(pretrained).parent.parent == \
-            paths.pretrain_backbone_dir(pre["dataset"]["name"], "_").parent
-        if Path(pretrained) != want and not backbone_run:
+        if Path(pretrained) != want and not _names_backbone_run(pretrained, pre["dataset"]["name"]):
             raise ConfigError(f"model.pretrained: {pretrained} is not the configured pretraining run's model.pt; "
                               f"set it to {want} (pretrain.dataset.name is {pre['dataset']['name']!r})")
 

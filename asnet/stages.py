@@ -395,9 +395,16 @@ def pretrained_backbones(cfg: Config) -> tuple[str, ...]:
     differ from the preset's backbone, when the preset's runs fine-tune its pretraining run.
     The preset's backbone keeps results/pretrain/<source>/model.pt; without the stand-in
     (the paper preset's Kinetics files, or from scratch) there are none."""
+    from asnet.variants import TABLE2_BACKBONES
+
     if not fine_tunes_from_pretrain(cfg):
         return ()
-    return tuple(k for k in cfg.report.table2_backbones if _other_backbone(cfg, _backbone_config(cfg, k)))
+
+    def other(key: str) -> bool:  # the overrides alone: run_config asks for every variant
+        return any(name.startswith("model.") and name[6:] in _BACKBONE_KEYS and getattr(cfg.model, name[6:]) != value
+                   for name, value in TABLE2_BACKBONES[key][2].items())
+
+    return tuple(k for k in cfg.report.table2_backbones if other(k))
 
 
 def _check_backbone(cfg: Config, backbone: str) -> None:
