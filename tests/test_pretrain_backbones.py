@@ -107,7 +107,7 @@ def test_snakemake_pretrains_a_table2_backbone_and_its_run_fine_tunes_it(tmp_pat
     conf.write_text(f"preset: tiny\nmodel: {{pretrained: results/pretrain/{TINY_SOURCE}/model.pt}}\n")
     metrics = tmp_path / "results/eval/synthetic_tiny/split1/resnet18_single/metrics.json"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "2", "--configfile", str(conf), str(metrics.relative_to(tmp_path))]
+           "--cores", "2", str(metrics.relative_to(tmp_path)), "--configfile", str(conf)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     jobs = [ln.strip().removeprefix("local").removeprefix("rule ").rstrip(":")
