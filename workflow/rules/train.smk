@@ -76,7 +76,7 @@ rule pretrain_backbone:
     log:
         "results/logs/pretrain/backbones/{source}/{backbone}/train.log",
     benchmark:
-        "results/benchmarks/pretrain/backbones/{source}/{backbone}.tsv"
+        "results/benchmarks/pretrain_backbone/{source}/{backbone}.tsv"
     script:
         "../scripts/stage.py"
 
