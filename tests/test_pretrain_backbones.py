@@ -122,3 +122,12 @@ def test_snakemake_pretrains_a_table2_backbone_and_its_run_fine_tunes_it(tmp_pat
                      weights_only=True)["pretrained"]
     assert run["sha256"] == _sha256(pre) and run["release"] == "asnet" and run["tensors_loaded"] > 0
     assert json.loads(metrics.read_text())["pretrained"]["sha256"] == _sha256(pre)
+
+
+def test_gpu_plan_counts_each_backbone_pretraining_once() -> None:
+    from asnet.plan.table import plan
+
+    df = plan(load_config(overrides=["preset=tiny", FINE_TUNE]), "table2")
+    pre = df[df["job"] == "pretrain"]
+    assert list(pre["variant"]) == ["resnet18_single", "densenet121_single"] and (pre["jobs"] == 1).all()
+    assert (pre["dataset"] == TINY_SOURCE).all() and list(pre["clip"].str.split("x").str[0]) == ["4", "16"]
