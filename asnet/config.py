@@ -641,6 +641,9 @@ def _check_pretrain(data: dict[str, Any]) -> None:
     pretrained = data.get("model", {}).get("pretrained")
     if pre is not None:
         source = pre["dataset"]
+        if source["name"] == paths.PRETRAIN_BACKBONES_ROOT.name:  # its run would be that folder
+            raise ConfigError(f"pretrain.dataset.name: {source['name']!r} is the folder of the other backbones' "
+                              f"pretraining runs ({paths.PRETRAIN_BACKBONES_ROOT}); give the source set another name")
         for d in data.get("datasets", []):
             if d["name"] == source["name"]:
                 raise ConfigError(f"pretrain.dataset.name: {source['name']!r} is also a target in `datasets`; "

@@ -84,6 +84,8 @@ def test_backbone_outside_the_pretrained_ones_is_one_line(tmp_path: Path) -> Non
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "choose one of resnet18, resnet50" in proc.stderr
+    with pytest.raises(ConfigError, match="pretrain.dataset.name: 'backbones' is the folder"):
+        load_config(overrides=["pretrain.dataset.name=backbones"])
 
 
 def test_dvc_stage_of_the_backbone_pretrainings() -> None:
