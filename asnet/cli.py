@@ -6,6 +6,7 @@
     asnet extract-chunk --dataset synthetic --chunk 0 ; asnet merge-frames --dataset synthetic   # its two steps
     asnet verify-store --dataset synthetic      # check every frame file against its checksum
     asnet pretrain                               # the Kinetics stand-in: results/pretrain/<source>/model.pt
+    asnet pretrain --backbone resnet18           # Table 2's: results/pretrain/backbones/<source>/resnet18/model.pt
     asnet train    --dataset synthetic --split 1 --variant asnet
     asnet evaluate --dataset synthetic --split 1 --variant asnet
     asnet table6                                 # results/table6.{tex,csv}

@@ -312,7 +312,7 @@ def run_shaping(config: dict[str, Any]) -> dict[str, Any]:
             del keep[section][key]
     # The pretraining shapes only the runs that start from it; left out of the others (and of
     # runs older than the section), so it neither retrains nor blocks them.
-    if not uses_pretrain(config):
+    if not starts_from_pretraining(config):
         del keep["pretrain"]
     return keep
 
@@ -326,6 +326,24 @@ def uses_pretrain(config: dict[str, Any]) -> bool:
     if not pre or not pretrained or not isinstance(pre.get("dataset"), dict):
         return False
     return Path(pretrained) == paths.pretrain_model(pre["dataset"]["name"])
+
+
+def _names_backbone_run(pretrained: str, source: str) -> bool:
+    from asnet import paths
+
+    path = Path(pretrained)
+    return path.name == "model.pt" and path.parent.parent == paths.pretrain_backbone_dir(source, "_").parent
+
+
+def starts_from_pretraining(config: dict[str, Any]) -> bool:
+    """Whether a plain config's runs start from one of its pretraining runs: the preset's
+    backbone's (uses_pretrain) or Table 2's other backbones'
+    (results/pretrain/backbones/<source>/<key>/model.pt); `pretrain:` shapes either."""
+    pre, pretrained = config.get("pretrain"), (config.get("model") or {}).get("pretrained")
+    if uses_pretrain(config):
+        return True
+    return bool(pre and pretrained and isinstance(pre.get("dataset"), dict)
+                and _names_backbone_run(pretrained, pre["dataset"]["name"]))
 
 
 @dataclass(frozen=True)
@@ -653,6 +671,9 @@ def _check_pretrain(data: dict[str, Any]) -> None:
     pretrained = data.get("model", {}).get("pretrained")
     if pre is not None:
         source = pre["dataset"]
+        if source["name"] == paths.PRETRAIN_BACKBONES_ROOT.name:  # its run would be that folder
+            raise ConfigError(f"pretrain.dataset.name: {source['name']!r} is the folder of the other backbones' "
+                              f"pretraining runs ({paths.PRETRAIN_BACKBONES_ROOT}); give the source set another name")
         for d in data.get("datasets", []):
             if d["name"] == source["name"]:
                 raise ConfigError(f"pretrain.dataset.name: {source['name']!r} is also a target in `datasets`; "
@@ -674,7 +695,8 @@ def _check_pretrain(data: dict[str, Any]) -> None:
             raise ConfigError(f"model.pretrained: {pretrained} names a pretraining run, but the config has no "
                               "`pretrain:` section; add one (see config/presets/default.yaml) or set model.pretrained: null")
         want = paths.pretrain_model(pre["dataset"]["name"])
-        if Path(pretrained) != want:
+        # Table 2's runs of another backbone fine-tune that backbone's own run (asnet.stages.run_config)
+        if Path(pretrained) != want and not _names_backbone_run(pretrained, pre["dataset"]["name"]):
             raise ConfigError(f"model.pretrained: {pretrained} is not the configured pretraining run's model.pt; "
                               f"set it to {want} (pretrain.dataset.name is {pre['dataset']['name']!r})")
 

@@ -1,15 +1,17 @@
 """dvc.yaml and params.yaml, generated for a preset (`asnet dvc-yaml --preset NAME`).
 
-DVC wraps four Snakemake targets in stages with disjoint outputs: `frames` (data/<dataset>
+DVC wraps up to five Snakemake targets in stages with disjoint outputs: `frames` (data/<dataset>
 of each configured dataset, and data/<source> when the preset has a pretraining source),
-`pretrain` (only with a source), `train` (every checkpoint) and `table6`. The outputs follow
+`pretrain` (only with a source), `pretrain_backbones` (results/pretrain/backbones/<source>: the
+pretraining runs of Table 2's other backbones, when the runs fine-tune the source's), `train`
+(every checkpoint) and `table6`. The outputs follow
 the preset's datasets and source; each stage's `deps:` are the outputs it builds on, the raw
 data, config/, the Snakefiles it runs and the asnet module files its rules' stages import
 (asnet.code_deps), so an edit of a module reruns only the stages that import it.
 
 A dataset or source name that is alone of its kind is written `${dataset}` / `${source}`,
 read from params.yaml with `${preset}`: the default preset's dvc.yaml also serves another
-preset of its shape (one dataset, one source: tiny) by params.yaml alone. Every stage starts
+preset of its shape (one dataset, one source, the same backbones pretrained) by params.yaml alone. Every stage starts
 with `asnet dvc-yaml --check --preset ${preset}`, which fails in one line when dvc.yaml's
 stages or params.yaml are not what this command writes for that preset (another shape, or
 code whose imports changed): run `asnet dvc-yaml --preset NAME` then.
@@ -25,6 +27,7 @@ import yaml
 from asnet import paths
 from asnet.code_deps import closure, stage_code, workflow_imports
 from asnet.config import REPO_ROOT, Config, ConfigError, from_dict, resolve
+from asnet.stages import pretrained_backbones
 
 SNAKEFILES = ("Snakefile", "workflow/Snakefile")
 RULES_DIR = Path("workflow") / "rules"
@@ -63,8 +66,9 @@ def _rule_stages(*rules: str) -> list[str]:
 
 # Names the Snakefiles import that only some rules call (in their params or input functions,
 # for their jobs alone); every other imported name runs while any target is planned.
-RULE_ONLY = {("asnet.stages", "train_signature"): "train", ("asnet.stages", "pretrain_signature"): "pretrain",
-             ("asnet.stages", "report_inputs"): "runtime"}
+RULE_ONLY = {("asnet.stages", "train_signature"): ("train",),
+             ("asnet.stages", "pretrain_signature"): ("pretrain", "pretrain_backbone"),
+             ("asnet.stages", "report_inputs"): ("runtime",)}
 
 
 def code_files(rules: tuple[str, ...]) -> list[str]:
@@ -72,7 +76,7 @@ def code_files(rules: tuple[str, ...]) -> list[str]:
     any target, what they run for these rules' jobs (RULE_ONLY), and each rule's stage
     (asnet.code_deps)."""
     smk = [REPO_ROOT / f for f in SNAKEFILES] + sorted((REPO_ROOT / RULES_DIR).glob("*.smk"))
-    entry = {m: tuple(n for n in names if RULE_ONLY.get((m, n), rules[0]) in rules)
+    entry = {m: tuple(n for n in names if set(RULE_ONLY.get((m, n), rules[:1])) & set(rules))
              for m, names in workflow_imports(smk).items()}
     files = set(closure(entry).files)
     for command in _rule_stages(*rules):
@@ -114,6 +118,8 @@ def stages(cfg: Config) -> dict[str, Any]:
     data = [f"data/{n(d)}" for d in n.datasets]
     source = [f"data/{n(n.source)}"] if n.source else []
     pretrain_run = [str(paths.pretrain_dir(n(n.source)))] if n.source else []
+    # Table 2's other backbones' pretraining runs, beside (not inside) the preset's
+    backbone_runs = [str(paths.pretrain_backbone_dir(n(n.source), "_").parent)] if pretrained_backbones(cfg) else []
     checkpoints = [f"results/checkpoints/{n(d)}" for d in n.datasets]
     check = "asnet dvc-yaml --check --preset ${preset}"
 
@@ -130,8 +136,12 @@ def stages(cfg: Config) -> dict[str, Any]:
                            data + source)}
     if n.source:
         out["pretrain"] = stage(f"{pretrain_run[0]}/model.pt", source, ("train.smk",), ("pretrain",), pretrain_run)
+    if backbone_runs:
+        out["pretrain_backbones"] = stage("pretrain_backbones", source, ("train.smk",), ("pretrain_backbone",),
+                                          backbone_runs)
     pretrained = [cfg.model.pretrained_dir] if cfg.model.pretrained_dir else []
-    out["train"] = stage("checkpoints", data + pretrain_run + pretrained, ("train.smk",), ("train",), checkpoints)
+    out["train"] = stage("checkpoints", data + pretrain_run + backbone_runs + pretrained, ("train.smk",), ("train",),
+                         checkpoints)
     out["table6"] = stage("results/table6.tex", checkpoints + data + ["workflow/paper/paper_numbers.csv"],
                           ("evaluate.smk", "report.smk"), ("evaluate", "table6"),
                           [f"results/eval/{n(d)}" for d in n.datasets] + list(TABLE6_FILES))
@@ -152,6 +162,7 @@ def render(cfg: Config) -> str:
     n = _Names(cfg)
     runs = _runs(cfg)
     logs = [str(run) for _, _, run in runs] + ([str(paths.pretrain_dir(n(n.source)))] if n.source else [])
+    logs += [str(paths.pretrain_backbone_dir(n(n.source), b)) for b in pretrained_backbones(cfg)]
     body = yaml.safe_dump({"stages": stages(cfg)}, sort_keys=False, width=120)
     metrics = yaml.safe_dump({
         "metrics": [f"{ev}/metrics.json" for _, ev, _ in runs] + [f"{log}/dvclive/metrics.json" for log in logs],

@@ -108,12 +108,28 @@ def pretrain_model(source: str) -> Path:
     return pretrain_dir(source) / "model.pt"
 
 
+# Beside the preset's pretraining runs, not inside one: DVC outputs must not nest, and the
+# `pretrain` rule's {source} (no "/") never matches a path below this folder.
+PRETRAIN_BACKBONES_ROOT = PRETRAIN_ROOT / "backbones"
+
+
+def pretrain_backbone_dir(source: str, backbone: str) -> Path:
+    """The pretraining run on `source` of Table 2's backbone `backbone` (a key of
+    asnet.variants.TABLE2_BACKBONES) when it is not the preset's: laid out like pretrain_dir."""
+    return PRETRAIN_BACKBONES_ROOT / source / backbone
+
+
+def pretrain_backbone_model(source: str, backbone: str) -> Path:
+    return pretrain_backbone_dir(source, backbone) / "model.pt"
+
+
 REPORT_ROOT = Path("results") / "report"
 
 
 def report_run_dir(run_dir: Path) -> Path:
     """A run's report items (training curves, resolved config): results/<...> -> results/report/runs/<...>,
-    for run folders results/checkpoints/<dataset>/split<k>/<variant>[/seed<s>] and results/pretrain/<source>."""
+    for run folders results/checkpoints/<dataset>/split<k>/<variant>[/seed<s>], results/pretrain/<source>
+    and results/pretrain/backbones/<source>/<backbone>."""
     parts = Path(run_dir).parts
     if len(parts) < 3 or parts[0] != "results" or parts[1] not in ("checkpoints", "pretrain"):
         raise ValueError(f"{run_dir}: not a run folder (results/checkpoints/<dataset>/split<k>/<variant> "

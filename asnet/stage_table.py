@@ -128,8 +128,11 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
           progress=False, show=lambda items: _lines([f"{i['path']}: ok ({i['release']}, {i['tensors_loaded']} tensors, "
                                                      f"variant {i['variant']})" for i in items] or ["none"])),
     Stage("pretrain", stages.pretrain, "the pretraining run on the source set (`pretrain:`): "
-          "results/pretrain/<source>/model.pt; prepare/extract the source with --dataset <source> first",
-          (), stages.pretrain_inputs, rules=("pretrain",)),
+          "results/pretrain/<source>/model.pt, or results/pretrain/backbones/<source>/<key>/model.pt with "
+          "--backbone; prepare/extract the source with --dataset <source> first",
+          (Arg("backbone", default=None, help="Table 2's backbone KEY (report.table2_backbones) to pretrain "
+               "instead of the preset's (default: the preset's backbone)"),),
+          stages.pretrain_inputs, rules=("pretrain", "pretrain_backbone")),
     Stage("train", stages.train, "train one (dataset, split, variant, seed) run", (DATASET, SPLIT, VARIANT, SEED),
           stages.train_inputs, rules=("train", "train_seed"), rule_run=stages.train_job),
     Stage("evaluate", stages.evaluate, "evaluate one (dataset, split, variant, seed) run",

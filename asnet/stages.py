@@ -379,29 +379,88 @@ def fine_tunes_from_pretrain(cfg: Config) -> bool:
 _BACKBONE_KEYS = ("arch", "depth", "width", "cardinality", "no_max_pool", "shortcut")
 
 
+def _other_backbone(cfg: Config, other: Config) -> bool:
+    return any(getattr(other.model, k) != getattr(cfg.model, k) for k in _BACKBONE_KEYS)
+
+
+def _backbone_config(cfg: Config, backbone: str) -> Config:
+    """`cfg` with Table 2's backbone `backbone` (its model keys, and DenseNet's 16-frame clips)."""
+    from asnet.variants import TABLE2_BACKBONES
+
+    return with_overrides(cfg, TABLE2_BACKBONES[backbone][2])
+
+
+def pretrained_backbones(cfg: Config) -> tuple[str, ...]:
+    """Table 2's backbones (`report.table2_backbones`) that get a pretraining run of their own
+    on the source set (results/pretrain/backbones/<source>/<key>/model.pt): those whose tensors
+    differ from the preset's backbone, when the preset's runs fine-tune its pretraining run.
+    The preset's backbone keeps results/pretrain/<source>/model.pt; without the stand-in
+    (the paper preset's Kinetics files, or from scratch) there are none."""
+    from asnet.variants import TABLE2_BACKBONES
+
+    if not fine_tunes_from_pretrain(cfg):
+        return ()
+
+    def other(key: str) -> bool:  # the overrides alone: run_config asks for every variant
+        return any(name.startswith("model.") and name[6:] in _BACKBONE_KEYS and getattr(cfg.model, name[6:]) != value
+                   for name, value in TABLE2_BACKBONES[key][2].items())
+
+    return tuple(k for k in cfg.report.table2_backbones if other(k))
+
+
+def _check_backbone(cfg: Config, backbone: str) -> None:
+    keys = pretrained_backbones(cfg)
+    if backbone not in keys:
+        raise ConfigError(f"--backbone {backbone}: not a backbone pretrained for this config; choose one of "
+                          f"{', '.join(keys) or '(none: model.pretrained does not name the pretraining run)'} "
+                          "(report.table2_backbones that differ from the preset's model), or leave it out "
+                          "for the preset's backbone")
+
+
 def run_config(cfg: Config, variant: str) -> Config:
     """The configuration a (dataset, split, variant) run trains with: the variant's overrides
-    applied. A variant with another backbone than the pretraining run's (Table 2's rows) trains
-    from scratch: the stand-in is pretrained for the preset's backbone only."""
+    applied. A variant with another backbone than the pretraining run's (Table 2's rows)
+    fine-tunes its own backbone's pretraining run (pretrained_backbones), or trains from
+    scratch when that backbone has none."""
     from asnet.variants import get_variant
 
-    out = with_overrides(cfg, get_variant(variant).overrides)
-    if fine_tunes_from_pretrain(out) and any(getattr(out.model, k) != getattr(cfg.model, k) for k in _BACKBONE_KEYS):
-        out = with_overrides(out, {"model.pretrained": None})
+    v = get_variant(variant)
+    out = with_overrides(cfg, v.overrides)
+    if fine_tunes_from_pretrain(out) and _other_backbone(cfg, out):
+        own = v.backbone in pretrained_backbones(cfg)
+        pretrained = str(paths.pretrain_backbone_model(cfg.pretrain.dataset.name, v.backbone)) if own else None
+        out = with_overrides(out, {"model.pretrained": pretrained})
     return out
 
 
-def pretrain_config(cfg: Config) -> Config:
-    """The pretraining run's configuration: the preset's backbone, input and training settings,
-    from scratch on the source set (its only dataset) with `pretrain.epochs`/`pretrain.lr` as
-    train.epochs/lr, so raising the epochs resumes it like any run. SPA and the fusion are left
-    at their defaults: a single stream uses neither, so editing them (or sweeping SPA) neither
-    retrains the source model nor stops it from resuming."""
+def fine_tuned_backbone(cfg: Config, variant: str) -> str | None:
+    """The backbone key whose own pretraining run `variant`'s runs fine-tune (None: the
+    preset's pretraining run, a published file, or from scratch)."""
+    from asnet.variants import get_variant
+
+    key = get_variant(variant).backbone
+    rc = run_config(cfg, variant)
+    if key and cfg.pretrain and rc.model.pretrained == str(paths.pretrain_backbone_model(cfg.pretrain.dataset.name,
+                                                                                            key)):
+        return key
+    return None
+
+
+def pretrain_config(cfg: Config, backbone: str | None = None) -> Config:
+    """The pretraining run's configuration: the preset's backbone (or Table 2's `backbone`, one
+    of pretrained_backbones), input and training settings, from scratch on the source set (its
+    only dataset) with `pretrain.epochs`/`pretrain.lr` as train.epochs/lr, so raising the
+    epochs resumes it like any run. SPA and the fusion are left at their defaults: a single
+    stream uses neither, so editing them (or sweeping SPA) neither retrains the source model
+    nor stops it from resuming."""
     from asnet.config import SPAConfig
 
     if cfg.pretrain is None:
         raise ConfigError("pretrain: the config has no `pretrain:` section (the Kinetics stand-in); "
                           "see config/presets/default.yaml")
+    if backbone is not None:
+        _check_backbone(cfg, backbone)
+        cfg = _backbone_config(cfg, backbone)
     p = cfg.pretrain
     model = dataclasses.replace(cfg.model, fusion="concat", pretrained=None, pretrained_dir=None,
                                 pretrained_release="auto")
@@ -409,23 +468,33 @@ def pretrain_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, datasets=(p.dataset,), model=model, train=train, spa=SPAConfig(), pretrain=None)
 
 
-def pretrain_inputs(cfg: Config, source: str) -> list[Path]:
-    """The pretraining run reads its source set's manifest and frame index."""
+def pretrain_run_dir(cfg: Config, backbone: str | None = None) -> Path:
+    """Where the pretraining run of the preset's backbone (None) or of `backbone` writes."""
+    source = cfg.pretrain.dataset.name
+    return paths.pretrain_backbone_dir(source, backbone) if backbone else paths.pretrain_dir(source)
+
+
+def pretrain_inputs(cfg: Config, source: str, backbone: str | None = None) -> list[Path]:
+    """The pretraining run reads its source set's manifest and frame index (a `backbone`
+    wildcard that no configured run needs stops the workflow while it is planned)."""
+    if backbone is not None:
+        _check_backbone(cfg, backbone)
     return [paths.pretrain_manifest(source), paths.frames_index(source)]
 
 
-def pretrain(cfg: Config, progress: bool = True, source: str | None = None) -> Path:
+def pretrain(cfg: Config, progress: bool = True, source: str | None = None, backbone: str | None = None) -> Path:
     """The pretraining run (Kinetics stand-in): a single stream on every video of the source
-    set but a validation fraction, with the project's training loop (resumable like any run).
-    `source` (the rule's wildcard) must name the configured source set."""
+    set but a validation fraction, with the project's training loop (resumable like any run),
+    of the preset's backbone or of Table 2's `backbone` (pretrain_config). `source` (the
+    rule's wildcard) must name the configured source set."""
     from asnet.train.loop import train_run
 
     if source is not None and not cfg.is_source(source):
         raise ValueError(f"{source} is not the configured pretraining source")
-    pcfg = pretrain_config(cfg)
+    pcfg = pretrain_config(cfg, backbone)
     source = pcfg.datasets[0].name
     manifest, frames = _source_manifest_of(source), _frames_of(source)
-    return train_run(pcfg, manifest, frames, paths.pretrain_dir(source), "single", progress=progress)
+    return train_run(pcfg, manifest, frames, pretrain_run_dir(cfg, backbone), "single", progress=progress)
 
 
 def train_inputs(cfg: Config, dataset: str, split: int, variant: str) -> list[Path]:
@@ -464,7 +533,8 @@ def refresh_store_versions(cfg: Config, out_json: Path = STORE_VERSIONS) -> dict
             for d in cfg.datasets]
     if cfg.pretrain:  # the pretraining run trains on every video of its source set
         source = cfg.pretrain.dataset.name
-        sets.append((source, [p for p in [paths.pretrain_dir(source) / skips.RECORD_NAME] if p.is_file()]))
+        runs = [pretrain_run_dir(cfg, b) for b in (None, *pretrained_backbones(cfg))]
+        sets.append((source, [p for p in (r / skips.RECORD_NAME for r in runs) if p.is_file()]))
     for name, records in sets:
         versions = record.setdefault(name, {})
         for csv in records:
@@ -558,13 +628,16 @@ def train_signature(cfg: Config, dataset: str, variant: str, seed: int | None = 
     # The pretraining run counts through its own digest (what it trains), and only for the
     # runs that start from it: the others keep the digest they had before it existed.
     extra = {"pretrain": pretrain_signature(cfg)} if fine_tunes_from_pretrain(rc) else {}
+    if (backbone := fine_tuned_backbone(cfg, variant)) is not None:
+        extra = {"pretrain": pretrain_signature(cfg, backbone)}
     return _digest(rc, dataset, extra)
 
 
-def pretrain_signature(cfg: Config) -> str:
-    """Digest of everything that decides what the pretraining run trains: the pretrain rule's
-    `params`, and part of the train rule's for every run that fine-tunes from it."""
-    pcfg = pretrain_config(cfg)
+def pretrain_signature(cfg: Config, backbone: str | None = None) -> str:
+    """Digest of everything that decides what the pretraining run (of the preset's backbone, or
+    of `backbone`) trains: the pretrain rules' `params`, and part of the train rule's for every
+    run that fine-tunes from it."""
+    pcfg = pretrain_config(cfg, backbone)
     return _digest(pcfg, pcfg.datasets[0].name, {})
 
 
@@ -1053,7 +1126,7 @@ def paper_audit(out_md: Path = Path("results/paper_audit.md"), paper_dir: Path |
 
 def report_runs(cfg: Config) -> list[Path]:
     """Every run folder the configured tables and figures may read (Table 6's variants, the
-    probes, Tables 1-5, SPA's cost, the localisation bounds; the pretraining run), once each,
+    probes, Tables 1-5, SPA's cost, the localisation bounds; the pretraining runs), once each,
     sorted: the runs whose curves and configuration the report can show."""
     evals = {p.parent for p in metric_files(cfg)}
     synthetic = [d.name for d in cfg.datasets if d.kind == "synthetic"]
@@ -1066,7 +1139,7 @@ def report_runs(cfg: Config) -> list[Path]:
     # results/eval/<dataset>/split<k>/<run> -> results/checkpoints/<dataset>/split<k>/<run>
     runs = {paths.run_dir(*paths.parse_run_dir(e)) for e in evals}
     if cfg.pretrain is not None:
-        runs.add(paths.pretrain_dir(cfg.pretrain.dataset.name))
+        runs |= {pretrain_run_dir(cfg, b) for b in (None, *pretrained_backbones(cfg))}
     return sorted(runs)
 
 

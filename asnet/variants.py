@@ -28,6 +28,9 @@ class Variant:
     # The variant this one trains when its overrides leave the configuration unchanged (Table
     # 2's ResNeXt-101 row under the paper preset is the `single`/`asnet` run): never train twice.
     base: str | None = None
+    # Table 2's backbone key (TABLE2_BACKBONES) of the row: its runs fine-tune that backbone's
+    # own pretraining run on the source set (asnet.stages.pretrained_backbones).
+    backbone: str | None = None
 
 
 def _asnet(name: str, label: str, **overrides: Any) -> Variant:
@@ -86,7 +89,8 @@ TABLE2_BACKBONES: dict[str, tuple[str, str, dict[str, Any]]] = {
                        {"model.arch": "resnext", "model.depth": 101, "input.clip_len": 64}),
 }
 _TABLE2 = tuple(
-    Variant(f"{key}_{b.name}", b.streams, b.context, b.saliency, tuple(ov.items()), f"{label}, {b.label}", base=b.name)
+    Variant(f"{key}_{b.name}", b.streams, b.context, b.saliency, tuple(ov.items()), f"{label}, {b.label}", base=b.name,
+            backbone=key)
     for key, (label, _, ov) in TABLE2_BACKBONES.items()
     for b in _BASE[:3]
 )

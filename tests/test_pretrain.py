@@ -33,12 +33,13 @@ def test_default_preset_fine_tunes_every_base_run_from_the_pretraining_run() -> 
     for variant in ("single", "siamese_center", "asnet", "probe_oracle", "asnet_fusion_sum"):
         assert stages.pretrained_inputs(cfg, variant) == [str(model)], variant
         assert "pretrain" in run_shaping(stages.run_config(cfg, variant).to_dict())
-    # Table 2's other backbones cannot load ResNet-10 weights: they train from scratch, and the
-    # pretraining does not shape them.
-    for variant in ("resnet18_single", "densenet121_asnet"):
+    # Table 2's other backbones cannot load ResNet-10 weights: each fine-tunes its own backbone's
+    # pretraining run (tests/test_pretrain_backbones.py), which the same `pretrain:` shapes.
+    for variant, key in (("resnet18_single", "resnet18"), ("densenet121_asnet", "densenet121")):
         rc = stages.run_config(cfg, variant)
-        assert stages.pretrained_inputs(cfg, variant) == [] and rc.model.pretrained is None
-        assert "pretrain" not in run_shaping(rc.to_dict())
+        own = str(paths.pretrain_backbone_model(cfg.pretrain.dataset.name, key))
+        assert stages.pretrained_inputs(cfg, variant) == [own] and rc.model.pretrained == own
+        assert "pretrain" in run_shaping(rc.to_dict())
     # The source set: its own seed, actor-centred, the target's classes and more.
     source, target = cfg.pretrain.dataset.synthetic, cfg.datasets[0].synthetic
     assert source["seed"] != target["seed"] and source["off_centre"] == 0.0
@@ -53,8 +54,9 @@ def test_signatures_follow_what_the_pretraining_trains() -> None:
     assert stages.pretrain_signature(more) != stages.pretrain_signature(base)
     for variant in ("single", "asnet"):
         assert stages.train_signature(more, "synthetic", variant) != stages.train_signature(base, "synthetic", variant)
-    assert stages.train_signature(more, "synthetic", "resnet18_single") == stages.train_signature(
-        base, "synthetic", "resnet18_single")
+    # A backbone outside report.table2_backbones has no pretraining run: from scratch, untouched.
+    assert stages.train_signature(more, "synthetic", "resnext101_64f_single") == stages.train_signature(
+        base, "synthetic", "resnext101_64f_single")
     gamma = load_config(overrides=["spa.gamma=0.5"])
     assert stages.pretrain_signature(gamma) == stages.pretrain_signature(base)
     assert stages.train_signature(gamma, "synthetic", "asnet") != stages.train_signature(base, "synthetic", "asnet")

@@ -36,9 +36,11 @@ def test_paper_preset_picks_each_backbones_file() -> None:
     assert pretrained_inputs(cfg, "resnext101_64f_asnet") == ["data/pretrained/resnext-101-64f-kinetics.pth"]
     explicit = load_config(overrides=["preset=paper", "model.pretrained=/w/mine.pth"])
     assert pretrained_inputs(explicit, "resnet18_asnet") == ["/w/mine.pth"]  # an explicit file wins
-    # The default preset fine-tunes the Kinetics stand-in; Table 2's other backbones cannot load it.
+    # The default preset fine-tunes the Kinetics stand-in; Table 2's other backbones cannot load
+    # it and fine-tune their own backbone's pretraining run on the source set.
     assert pretrained_inputs(load_config(), "asnet") == ["results/pretrain/synthetic_source/model.pt"]
-    assert pretrained_inputs(load_config(), "resnet18_single") == []
+    assert pretrained_inputs(load_config(), "resnet18_single") == [
+        "results/pretrain/backbones/synthetic_source/resnet18/model.pt"]
 
 
 def test_rows_equal_to_a_base_run_reuse_it() -> None:

@@ -42,6 +42,7 @@ def _fits(cfg: Config, variant: str, classes: int, peak: int, device: str, train
 
 def _rows(cfg: Config, target: str, gpu: GPUClass) -> list[dict[str, Any]]:
     from asnet import stages
+    from asnet.variants import get_variant
 
     device = plan_device(cfg)
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -49,9 +50,15 @@ def _rows(cfg: Config, target: str, gpu: GPUClass) -> list[dict[str, Any]]:
     pre = cfg.pretrain is not None and any(stages.fine_tunes_from_pretrain(stages.run_config(cfg, v))
                                            for _, _, v in runs)
     plan_runs = [("pretrain", cfg.pretrain.dataset.name, None, "single")] if pre else []
+    # Table 2's other backbones' pretraining runs, as the single stream of their backbone
+    backbones = dict.fromkeys(b for _, _, v in runs if (b := stages.fine_tuned_backbone(cfg, v)))
+    plan_runs += [("pretrain", cfg.pretrain.dataset.name, None, f"{b}_single") for b in backbones]
     plan_runs += [("run", d, s, v) for d, s, v in runs]
     for origin, dataset, split, variant in plan_runs:
-        rc = stages.pretrain_config(cfg) if origin == "pretrain" else stages.run_config(cfg, variant)
+        if origin == "pretrain":
+            rc = stages.pretrain_config(cfg, get_variant(variant).backbone)
+        else:
+            rc = stages.run_config(cfg, variant)
         kinds = ("train",) if origin == "pretrain" else ("train", "evaluate")
         for kind in kinds:
             key = (kind if origin == "run" else "pretrain", dataset, variant)

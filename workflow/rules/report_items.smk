@@ -72,7 +72,7 @@ rule run_report:
         out_dir=str(paths.REPORT_ROOT / "runs" / "{run}"),
     localrule: True
     wildcard_constraints:
-        run="checkpoints/[a-z0-9_]+/split[0-9]+/[a-z0-9_]+(/seed[0-9]+)?|pretrain/[a-z0-9_]+",
+        run="checkpoints/[a-z0-9_]+/split[0-9]+/[a-z0-9_]+(/seed[0-9]+)?|pretrain/[a-z0-9_]+|pretrain/backbones/[a-z0-9_]+/[a-z0-9_]+",
     log:
         "results/logs/report/runs/{run}.log",
     benchmark:

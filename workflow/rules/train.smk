@@ -72,3 +72,30 @@ rule pretrain:
         "results/benchmarks/pretrain/{source}.tsv"
     script:
         "../scripts/stage.py"
+
+
+# Table 2's other backbones (asnet.stages.pretrained_backbones): the same recipe as `pretrain`
+# (asnet.stages.pretrain_config) with the backbone's model keys, one run per backbone whose
+# runs fine-tune it. The `backbone` wildcard is the `asnet pretrain --backbone` option.
+rule pretrain_backbone:
+    input:
+        stage_inputs("pretrain_backbone"),
+    output:
+        model=str(paths.pretrain_backbone_model("{source}", "{backbone}")),
+    params:
+        code=rule_code("pretrain_backbone"),
+        signature=lambda w: stages_pretrain_signature(CFG, w.backbone),
+        store=lambda w: stages_pretrain_store_version(CFG),
+    threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
+    log:
+        "results/logs/pretrain/backbones/{source}/{backbone}/train.log",
+    benchmark:
+        "results/benchmarks/pretrain_backbone/{source}/{backbone}.tsv"
+    script:
+        "../scripts/stage.py"
+
+
+# Every backbone pretraining the configured runs need (a DVC stage's target).
+rule pretrain_backbones:
+    input:
+        [str(paths.pretrain_backbone_model(s, b)) for s in SOURCES for b in stages_pretrained_backbones(CFG)],
