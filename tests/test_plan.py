@@ -94,3 +94,9 @@ def test_unknown_target_and_gpu_are_named() -> None:
         jobs.target_runs(TINY, "table9")
     with pytest.raises(ValueError, match="--gpu 'v100'"):
         plan(TINY, gpu="v100")
+
+
+def test_plan_counts_every_replicate_seed() -> None:
+    one = plan(load_config(overrides=["preset=tiny"]))
+    three = plan(load_config(overrides=["preset=tiny", "seeds=[0, 1, 2]"]))
+    assert (three["jobs"] == 3 * one["jobs"]).all()

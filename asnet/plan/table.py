@@ -42,6 +42,7 @@ def _fits(cfg: Config, variant: str, classes: int, peak: int, device: str, train
 
 def _rows(cfg: Config, target: str, gpu: GPUClass) -> list[dict[str, Any]]:
     from asnet import stages
+    from asnet.seeds import run_seeds
     from asnet.variants import get_variant
 
     device = plan_device(cfg)
@@ -53,7 +54,8 @@ def _rows(cfg: Config, target: str, gpu: GPUClass) -> list[dict[str, Any]]:
     # Table 2's other backbones' pretraining runs, as the single stream of their backbone
     backbones = dict.fromkeys(b for _, _, v in runs if (b := stages.fine_tuned_backbone(cfg, v)))
     plan_runs += [("pretrain", cfg.pretrain.dataset.name, None, f"{b}_single") for b in backbones]
-    plan_runs += [("run", d, s, v) for d, s, v in runs]
+    # every replicate seed (`seeds:`) trains and evaluates each run again; pretraining runs once
+    plan_runs += [("run", d, s, v) for d, s, v in runs for _ in run_seeds(cfg)]
     for origin, dataset, split, variant in plan_runs:
         if origin == "pretrain":
             rc = stages.pretrain_config(cfg, get_variant(variant).backbone)
