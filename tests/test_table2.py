@@ -93,7 +93,14 @@ def test_table2_tiny(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     audit = pd.read_csv(tmp_path / "results/audit.csv", dtype={"id": str}).set_index("id")
     assert audit.loc["5", "verdict"] in {"reproduces", "does not reproduce", "cannot judge"}
-    assert "synthetic_tiny ResNet-18" in (tmp_path / "results/audit.md").read_text()
+    md = (tmp_path / "results/audit.md").read_text()
+    assert "synthetic_tiny ResNet-18" in md
     assert audit.loc["2", "ours"].startswith("not run")
+    # the MLRC-style summary opens it, the paper audit's summary closes it, both computed
+    assert md.index("## Summary") < md.index("| # | Claim |") < md.index("## The paper's own numbers (no data)")
+    from asnet.report.paper_audit import build_paper_audit, summary_lines
+    assert "training runs and" in md and summary_lines(build_paper_audit())[0] in md
+    if audit.loc["5", "verdict"] == "cannot judge":  # undecided: it says what it would need
+        assert "would need about" in audit.loc["5", "would_need"] and audit.loc["5", "mde_points"] > 0
     # SPA alone is the paper's 0.475 M, but the concatenation classifier's extra 0.207 M makes it 1.43%
     assert audit.loc["9", "verdict"] == "does not reproduce" and "474,767" in (tmp_path / "results/audit.md").read_text()
