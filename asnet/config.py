@@ -105,6 +105,11 @@ class ModelConfig:
     pretrained_strict: bool = True
     # ResNet shortcut "A"/"B"; None = the release's (2018: A for depth 18/34; 2020: B).
     shortcut: str | None = None
+    # Not in the paper: each bottleneck block's last BN starts at weight 0 (Goyal et al. 2017),
+    # so a deep ResNet/ResNeXt trained from scratch starts as a shallower one; Hara's init
+    # (weight 1) leaves ResNet-50/101 and ResNeXt-101 at chance on the Kinetics stand-in.
+    # Basic blocks (ResNet-10/18/34) and DenseNet are untouched; loaded weights replace it.
+    zero_init_residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,7 @@ NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (
     ("model", "pretrained_release"), ("model", "pretrained_strict"), ("model", "shortcut"),
     ("input", "normalization"), ("spa", "state_norm"), ("spa", "reward"),
     ("frames", "format"), ("frames", "jpeg_quality"), ("train", "crop_in_workers"),
-    ("train", "accum_steps"), ("train", "norm_eval"),
+    ("train", "accum_steps"), ("train", "norm_eval"), ("model", "zero_init_residual"),
 )
 _SECTIONS = {"frames": FramesConfig, "model": ModelConfig, "input": InputConfig, "train": TrainConfig,
              "spa": SPAConfig, "eval": EvalConfig}

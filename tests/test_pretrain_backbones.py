@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -133,3 +134,27 @@ def test_gpu_plan_counts_each_backbone_pretraining_once() -> None:
     pre = df[df["job"] == "pretrain"]
     assert list(pre["variant"]) == ["resnet18_single", "densenet121_single"] and (pre["jobs"] == 1).all()
     assert (pre["dataset"] == TINY_SOURCE).all() and list(pre["clip"].str.split("x").str[0]) == ["4", "16"]
+
+
+def test_backbone_pretrainings_zero_init_their_bottlenecks_only() -> None:
+    """Table 2's backbone pretrainings start each bottleneck's last BN at 0 (Hara's weight 1 leaves
+    ResNet-50/101 and ResNeXt-101 at chance on the stand-in); the preset's ResNet-10 run, whose
+    basic blocks it would not touch anyway, keeps its recipe and digest."""
+    from asnet.models import build_model
+    from asnet.models.resnet3d import Bottleneck
+
+    cfg = load_config()
+    assert not stages.pretrain_config(cfg).model.zero_init_residual
+    assert "zero_init_residual" not in run_shaping(stages.pretrain_config(cfg).to_dict())["model"]
+    for key in cfg.report.table2_backbones:
+        assert stages.pretrain_config(cfg, key).model.zero_init_residual
+    deep = stages.pretrain_config(cfg, "resnet50").model
+    zeroed = [m.bn3.weight for m in build_model(deep, 12, 1).modules() if isinstance(m, Bottleneck)]
+    assert zeroed and all((w == 0).all() for w in zeroed)
+    plain = build_model(dataclasses.replace(deep, zero_init_residual=False), 12, 1)
+    assert all((m.bn3.weight == 1).all() for m in plain.modules() if isinstance(m, Bottleneck))
+    torch.manual_seed(0)
+    a = build_model(dataclasses.replace(cfg.model, zero_init_residual=True), 8, 1).state_dict()
+    torch.manual_seed(0)
+    b = build_model(cfg.model, 8, 1).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # ResNet-10: basic blocks, nothing to zero

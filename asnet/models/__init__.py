@@ -7,7 +7,7 @@ from dataclasses import asdict
 from asnet import hara
 from asnet.config import ModelConfig
 from asnet.models.asnet import ASNet
-from asnet.models.resnet3d import BackboneSpec, build_backbone
+from asnet.models.resnet3d import BackboneSpec, build_backbone, zero_init_bottlenecks
 
 
 def build_model(cfg: ModelConfig, num_classes: int, streams: int) -> ASNet:
@@ -17,6 +17,8 @@ def build_model(cfg: ModelConfig, num_classes: int, streams: int) -> ASNet:
         shortcut=hara.shortcut_of(asdict(cfg)),
     )
     backbone = build_backbone(spec, num_classes)
+    if cfg.zero_init_residual:
+        zero_init_bottlenecks(backbone)
     return ASNet(backbone, num_classes, streams, cfg.fusion)
 
 

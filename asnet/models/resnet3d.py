@@ -285,6 +285,14 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def zero_init_bottlenecks(model: nn.Module) -> None:
+    """Each bottleneck block's last BN weight to 0 (Goyal et al. 2017): every residual branch
+    starts as the identity, which lets a deep net trained from scratch start like a shallow one."""
+    for m in model.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+
+
 def _stem_conv(spec: BackboneSpec, out_planes: int) -> nn.Conv3d:
     t = spec.conv1_t_size
     return nn.Conv3d(3, out_planes, kernel_size=(t, 7, 7), stride=(spec.conv1_t_stride, 2, 2),
