@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from worktree import clone_worktree
 
+from asnet import dvc_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 # The uncommitted work in the developer's tree is what is under test (as in
 # tests/test_workflow.py), plus the profile a user's `snakemake` picks up and .dvcignore.
@@ -107,7 +109,9 @@ def test_pull_from_a_dvc_remote_leaves_nothing_to_train(tmp_path: Path) -> None:
 
     # --- the machine that trains: clone, run the pipeline, commit dvc.lock, push
     clone_worktree(repo, WORKTREE)
-    (repo / "params.yaml").write_text("preset: tiny\ndataset: synthetic_tiny\nsource: synthetic_tiny_source\n")
+    # tiny's stages differ from the committed default's (no backbone pretrainings): write its own,
+    # as a user switching presets does (`asnet dvc-yaml --preset tiny`)
+    dvc_yaml.write("tiny", root=repo)
     # A user's editable install leaves bytecode in asnet/ (a `dvc.yaml` dep); it must not
     # reach dvc.lock, or the clone below, which has none, would see changed deps.
     _run([sys.executable, "-m", "compileall", "-q", "asnet"], repo)
