@@ -19,6 +19,7 @@ Every verdict is computed from the runs' per-video predictions, never typed in:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,13 @@ def judge(comparisons: list[Comparison], margin: float | None = None) -> str:
 def needed_videos(c: Comparison, bar: float, alpha: float) -> int:
     """Paired videos at this discordance that would decide an undecided comparison: to detect
     the observed difference (80% power) when it is at least the margin, else to bring the 95%
-    interval's upper end below the margin."""
+    interval's upper end below the margin (or, for a positive difference, to detect it, if fewer)."""
     rate = max(c.rate, abs(c.diff) / 100, 1 / max(c.n, 1))
+    detect = power.videos_needed(c.diff, rate, alpha) if c.diff > 0 else math.inf
     if c.diff >= bar > 0:
-        return power.videos_needed(c.diff, rate, alpha)
-    return power.interval_videos(bar - c.diff, rate)
+        return detect
+    # below the margin: whichever comes first, the gain shown significant or the margin excluded
+    return min(detect, power.interval_videos(bar - c.diff, rate))
 
 
 OUTCOME_TEXT = {"for": "goes the paper's way", "against": "significantly the other way",

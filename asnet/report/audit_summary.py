@@ -52,7 +52,7 @@ def compute_used(results: Path = Path("results")) -> tuple[int, int, float, floa
 
 
 def _ids(claims: list[Claim], verdict: str) -> str:
-    hit = [f"{c.id} ({c.claim[0].lower() + c.claim[1:]})" for c in claims if c.verdict == verdict]
+    hit = [f"{c.id} ({c.claim})" for c in claims if c.verdict == verdict]
     return "; ".join(hit) if hit else "none"
 
 
@@ -64,7 +64,7 @@ def mlrc_summary(cfg: Config, claims: list[Claim], paper: PaperAudit, results: P
     undecided = [c for c in claims if c.verdict == "cannot judge" and c.need]
     runs, pre, cpu_h, job_h = compute_used(results)
     pv = claim_verdicts(paper)
-    weak = [f"{cid} ({text[0].lower() + text[1:]})" for cid, (text, v) in pv.items() if v == "not supportable"]
+    weak = [f"{cid} ({text})" for cid, (text, v) in pv.items() if v == "not supportable"]
     lines = [
         "## Summary",
         "",
@@ -82,7 +82,8 @@ def mlrc_summary(cfg: Config, claims: list[Claim], paper: PaperAudit, results: P
     if synthetic:
         lines.append(f"- **Needs real data:** the paper's UCF-101/HMDB-51 numbers (claim 1) and the size of each gain: "
                      f"`{REAL_DATA_COMMAND}` with the datasets in place (docs/real-data.md).")
-    lines.append(f"- **Runs and compute:** {runs} training runs and {pre} pretraining runs; "
+    lines.append(f"- **Runs and compute:** {runs} training run{'s' * (runs != 1)} and {pre} pretraining "
+                 f"run{'s' * (pre != 1)}; "
                  f"{cpu_h:.1f} CPU hours in {job_h:.1f} job hours (Snakemake benchmark files present at the "
                  "time of the audit; jobs that ran side by side count each).")
     return lines
