@@ -75,7 +75,6 @@ class Claim:
     ours: str = ""
     verdict: str = "cannot judge"
     details: list[str] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
     mde: float | None = None  # the largest minimum detectable difference of its comparisons
     need: str = ""  # what an undecided claim would need
 
@@ -239,7 +238,6 @@ def comparative_claim(claim: Claim, comparisons: list[Comparison], margin: float
         return
     claim.verdict = judge(comparisons, margin)
     claim.details = [describe(c) for c in comparisons]
-    claim.comparisons = comparisons
     won = sum(c.diff > 0 for c in comparisons)
     sig = sum(c.p_adj < ALPHA for c in comparisons)
     claim.ours = (f"ahead in {won}/{len(comparisons)} comparisons, significant (Holm p < {ALPHA}) in {sig}; "
@@ -250,8 +248,8 @@ def comparative_claim(claim: Claim, comparisons: list[Comparison], margin: float
         worst = max(undecided, key=lambda c: c.needed if c.needed is not None else 0)
         claim.need = f"would need {_need(worst.needed, worst.n)} ({worst.name})"
         claim.ours += f"; {claim.need}"
-    decided = [c.mde for c in comparisons if np.isfinite(c.mde)]
-    claim.mde = max(decided) if decided else float("inf")
+    finite = [c.mde for c in comparisons if np.isfinite(c.mde)]
+    claim.mde = max(finite) if finite else float("inf")
 
 
 def dataset_coverage(cfg: Config) -> dict[str, dict[str, Any]]:

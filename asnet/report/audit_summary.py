@@ -13,6 +13,7 @@ from asnet import paths
 from asnet.config import Config
 from asnet.report.audit import Claim
 from asnet.report.paper_audit import PaperAudit, claim_verdicts, summary_lines
+from asnet.report.runtime import read_benchmarks
 from asnet.seeds import run_seeds
 
 REAL_DATA_COMMAND = "snakemake --cores 8 results/all --config preset=paper"
@@ -40,14 +41,9 @@ def compute_used(results: Path = Path("results")) -> tuple[int, int, float, floa
     Snakemake benchmark files present when the audit runs."""
     runs = len(list((results / "checkpoints").rglob("model.pt"))) if (results / "checkpoints").exists() else 0
     pre = len(list((results / "pretrain").rglob("model.pt"))) if (results / "pretrain").exists() else 0
-    cpu = wall = 0.0
-    for f in (results / "benchmarks").rglob("*.tsv") if (results / "benchmarks").exists() else ():
-        try:
-            b = pd.read_csv(f, sep="\t")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError):
-            continue
-        cpu += float(pd.to_numeric(b.get("cpu_time"), errors="coerce").fillna(0).sum()) if "cpu_time" in b else 0.0
-        wall += float(pd.to_numeric(b.get("s"), errors="coerce").fillna(0).sum()) if "s" in b else 0.0
+    bench = read_benchmarks(results / "benchmarks") if (results / "benchmarks").exists() else None
+    cpu = float(bench["cpu_time"].fillna(0).sum()) if bench is not None else 0.0
+    wall = float(bench["s"].fillna(0).sum()) if bench is not None else 0.0
     return runs, pre, cpu / 3600, wall / 3600
 
 
