@@ -37,7 +37,8 @@ def select_runtime(device: str = "auto", amp: str = "auto", channels_last: bool 
     (`train.amp: bf16`): on CPUs without AVX512-BF16/AMX it runs 3D convolutions 20-80x
     slower than fp32, and with it torch 2.13's bf16 backward of channels_last_3d convolutions
     corrupts the heap (`free(): invalid next size`, seen on an AVX512-BF16 EPYC), so bf16 on
-    the CPU keeps the contiguous format.
+    the CPU keeps the contiguous format; on that CPU its oneDNN bf16 convolution backward
+    also returns NaN weight gradients in about one step in twelve, in either format.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
