@@ -89,10 +89,11 @@ def test_table6_through_slurm_profile(cluster: slurm_cluster.SlurmCluster, tmp_p
                             "evaluate", "evaluate"])
 
     # The shipped profile's resources reached sbatch: train 48 h / 64000 MB, others 60 min /
-    # 8000 MB (evaluate 8 h); threads became --cpus-per-task; tiny runs on CPU: no GPU asked.
+    # 8000 MB (evaluate 8 h); threads (train.threads: 1) became --cpus-per-task; tiny runs on
+    # CPU: no GPU asked.
     for job in jobs.values():
         rule = re.match(r"rule_([a-z0-9_]+?)(_wildcards_.*)?$", job["Comment"]).group(1)
-        want = {"train": ("2-00:00:00", 64000, 1), "evaluate": ("08:00:00", 32000, cluster.cpus),
+        want = {"train": ("2-00:00:00", 64000, 1), "evaluate": ("08:00:00", 32000, 1),
                 "extract_chunk": ("08:00:00", 16000, 1)}.get(rule, ("01:00:00", 8000, 1))
         got = (job["TimeLimit"], _megabytes(job["MinMemoryNode"]), int(job["MinCPUsNode"]))
         assert got == want, (rule, job)

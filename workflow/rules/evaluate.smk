@@ -13,7 +13,9 @@ rule evaluate:
         # the test protocol (the current config's, not the checkpoint's): an edit re-evaluates
         views=CFG.eval.views,
         max_clips=CFG.eval.max_clips,
-    threads: workflow.cores
+    # evaluation runs `train.threads` torch threads, as its training did (0 = all cores):
+    # claiming every core would serialise a CPU run's evaluations for no speed.
+    threads: CFG.train.threads if CFG.train.threads > 0 else workflow.cores
     log:
         "results/logs/{dataset}/split{split}/{variant}/evaluate.log",
     benchmark:
