@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -65,15 +67,29 @@ class ActorCritic(nn.Module):
         return z.clamp(-NORM_CLIP, NORM_CLIP)
 
     @torch.no_grad()
-    def update_state_norm(self, states: Tensor) -> None:
+    def update_state_norm(self, states: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
         """Merge a batch of states (N, state_dim) into the running mean / variance (Chan et al.'s
-        parallel Welford update; the past counts at most NORM_WINDOW states). Deterministic."""
-        if self.state_norm == "none" or states.numel() == 0:
+        parallel Welford update; the past counts at most NORM_WINDOW states). Deterministic.
+
+        `reduce` sums a tensor over the processes of a distributed job: the batch is then
+        every process's states together, and every process ends with the same statistics."""
+        if self.state_norm == "none":
             return
         x = states.reshape(-1, states.shape[-1]).double()
-        n = float(x.shape[0])
+        if reduce is None:
+            if states.numel() == 0:
+                return
+            n = float(x.shape[0])
+            mean_b, var_b = x.mean(0), x.var(0, unbiased=False)
+        else:
+            d = x.shape[1]
+            total = reduce(torch.cat([x.new_tensor([float(x.shape[0])]), x.sum(0), x.pow(2).sum(0)]))
+            n = float(total[0])  # one host read per update
+            if n == 0:
+                return
+            mean_b = total[1 : 1 + d] / n
+            var_b = (total[1 + d :] / n - mean_b * mean_b).clamp(min=0)
         past = self.state_count.clamp(max=NORM_WINDOW)  # 0-dim float64 on the device: no host read
-        mean_b, var_b = x.mean(0), x.var(0, unbiased=False)
         total = past + n
         delta = mean_b - self.state_mean.double()
         mean = self.state_mean.double() + delta * (n / total)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -19,12 +21,27 @@ def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
     return out
 
 
-def advantages(returns: Tensor, values: Tensor, normalize: bool) -> Tensor:
-    """A_t = V_t^target - V(s_t) (the paper uses no GAE); optionally standardised per batch."""
+def advantages(returns: Tensor, values: Tensor, normalize: bool,
+               reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """A_t = V_t^target - V(s_t) (the paper uses no GAE); optionally standardised per batch.
+
+    `reduce` sums a tensor over the processes of a distributed job: the mean and (unbiased)
+    std are then those of every process's advantages together, as one process over the
+    whole batch would compute them."""
     adv = returns - values
-    if normalize and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    return adv
+    if not normalize:
+        return adv
+    if reduce is None:
+        if adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        return adv
+    a = adv.double()
+    n, total, sq = reduce(torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.pow(2).sum()]))
+    if n <= 1:  # one host read per update: the count decides whether to standardise
+        return adv
+    mean = total / n
+    std = ((sq - n * mean * mean).clamp(min=0) / (n - 1)).sqrt()
+    return ((a - mean) / (std + 1e-8)).to(adv.dtype)
 
 
 def ppo_loss(

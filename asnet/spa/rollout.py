@@ -17,6 +17,7 @@ from asnet.models.asnet import ASNet
 from asnet.spa.actions import actions_to_boxes, initial_boxes, iou_rewards, punishments, rewards
 from asnet.spa.agent import ActorCritic
 from asnet.spa.ppo import advantages, discounted_returns, ppo_loss
+from asnet.train.distributed import StepPlan
 from asnet.train.inputs import clip_to_frame
 
 
@@ -155,8 +156,20 @@ def run_episode(
     )
 
 
+def minibatch_bounds(n: int, n_full: int, minibatch: int) -> list[tuple[int, int]]:
+    """[start, end) of each PPO minibatch over `n` shuffled transitions, when the fullest
+    rank holds `n_full`: ceil(n_full / minibatch) of them whatever `n` is, so every rank
+    steps its optimizer (and all-reduces) as often. With n == n_full they are the
+    consecutive `minibatch`-sized slices; a shorter rank's are those scaled down (some may
+    be empty)."""
+    k = -(-n_full // minibatch)
+    edges = [min(j * minibatch, n_full) * n // n_full for j in range(k)] + [n]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 def ppo_update(
-    agent: ActorCritic, optimizer: torch.optim.Optimizer, ep: Episode, spa: SPAConfig, generator: torch.Generator
+    agent: ActorCritic, optimizer: torch.optim.Optimizer, ep: Episode, spa: SPAConfig, generator: torch.Generator,
+    plan: StepPlan | None = None,
 ) -> dict[str, Tensor]:
     """PPO epochs over the episode's transitions in shuffled minibatches (CNN fixed).
     Returns the mean loss terms and reward as 0-dim float64 tensors on the agent's device
@@ -164,33 +177,57 @@ def ppo_update(
 
     With spa.state_norm=running the agent's running state statistics then take in the
     episode's states: acting and learning on an episode both see the statistics as they were
-    when it was played, and the next episode sees the updated ones."""
+    when it was played, and the next episode sees the updated ones.
+
+    Under torchrun (`plan`: every rank's usable clips this step, asnet.train.distributed)
+    the advantages are standardised by the moments of every rank's episodes, the state
+    statistics take in every rank's states (so all ranks act and learn under the same
+    ones), and each rank runs as many minibatches (`minibatch_bounds`), each weighted by
+    its share of that minibatch's transitions over all ranks: DDP's gradient average is
+    then the mean over every rank's transitions."""
     assert ep.rewards is not None, "a training episode needs labels"
+    distributed = plan is not None and plan.distributed
+    reduce = plan.reduce if distributed else None  # type: ignore[union-attr]
     returns = discounted_returns(ep.rewards, spa.gamma)  # (T, B)
-    adv = advantages(returns, ep.values, spa.normalize_advantage)
+    adv = advantages(returns, ep.values, spa.normalize_advantage, reduce)
     flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
     states, actions, old_lp, ret, adv_f = map(flat, (ep.states, ep.actions, ep.log_probs, returns, adv))
     n = states.shape[0]
+    if distributed:
+        steps = ep.states.shape[0]
+        ns = [steps * c for c in plan.counts]  # type: ignore[union-attr]
+        per_rank = [minibatch_bounds(m, max(ns), spa.minibatch) for m in ns]
+        bounds = per_rank[plan.rank]  # type: ignore[union-attr]
+        world = len(ns)
+        sizes = [[hi - lo for lo, hi in b] for b in per_rank]
+        weights = [sizes[plan.rank][j] * world / sum(s[j] for s in sizes) for j in range(len(bounds))]  # type: ignore[union-attr]
+    else:
+        bounds = [(start, min(start + spa.minibatch, n)) for start in range(0, n, spa.minibatch)]
+        weights = [1.0] * len(bounds)
     # Sums stay on the device (float64: the same numbers as Python floats of each value).
     totals: dict[str, Tensor] = {}
     count = 0
     for _ in range(spa.ppo_epochs):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, spa.minibatch):
-            idx = order[start : start + spa.minibatch].to(states.device)
+        for (lo, hi), weight in zip(bounds, weights, strict=True):
+            # An empty minibatch (a short rank) still joins DDP's all-reduce: one transition, weight 0.
+            idx = order[lo:hi] if hi > lo else order[:1]
+            idx = idx.to(states.device)
             dist, value = agent(states[idx])
             new_lp = dist.log_prob(actions[idx]).sum(1)
             loss, stats = ppo_loss(
                 new_lp, old_lp[idx], adv_f[idx], value, ret[idx], dist.entropy().sum(1), spa.clip_eps, spa.c1, spa.c2
             )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
+            if hi == lo:
+                continue
             stats["loss"] = loss.detach()
             for k, v in stats.items():
                 totals[k] = totals[k] + v.double() if k in totals else v.double()
             count += 1
-    getattr(agent, "module", agent).update_state_norm(ep.states)  # the DDP wrapper's module
+    getattr(agent, "module", agent).update_state_norm(ep.states, reduce)  # the DDP wrapper's module
     out = {k: v / max(count, 1) for k, v in totals.items()}
     out["reward"] = ep.rewards.mean().double()
     return out

@@ -33,6 +33,7 @@ class DistInfo:
     backend: str | None = None  # "nccl" / "gloo"; None when not distributed
     device: torch.device | None = None  # cuda:local_rank on GPU jobs, else None (keep the configured device)
     owns_group: bool = False  # this call created the process group (so cleanup() destroys it)
+    host_group: object | None = None  # a gloo group of every rank for host-side agreements (no GPU wait)
 
     @property
     def enabled(self) -> bool:
@@ -42,6 +43,11 @@ class DistInfo:
 def env_world_size() -> int:
     """WORLD_SIZE as set by torchrun, 1 when absent."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def under_torchrun() -> bool:
+    """True in a torchrun worker, whatever its WORLD_SIZE (1 included)."""
+    return all(k in os.environ for k in _ENV)
 
 
 def launched_by_torchrun() -> bool:
@@ -80,7 +86,9 @@ def init_from_env(device: str | torch.device = "cpu") -> DistInfo:
         owns = True
     if dist.get_world_size() != world or dist.get_rank() != rank:
         raise RuntimeError("the existing process group disagrees with RANK / WORLD_SIZE")
-    return DistInfo(rank, world, local_rank, rank == 0, dist.get_backend(), dev, owns)
+    # Every rank creates the host group here, in the same order (new_group is a collective).
+    host = dist.group.WORLD if backend == "gloo" else dist.new_group(backend="gloo")
+    return DistInfo(rank, world, local_rank, rank == 0, dist.get_backend(), dev, owns, host)
 
 
 def local_world_size() -> int:
@@ -100,6 +108,54 @@ def all_reduce_sums(values: dict[str, float], info: DistInfo) -> dict[str, float
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_comm_device(info))
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return dict(zip(keys, t.cpu().tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What every rank agreed on before a training step: the usable clips of each rank's batch
+    (its videos less the unreadable ones). All ranks hold the same plan, so they run or skip
+    the step together and make the same number of collective calls in it."""
+
+    counts: tuple[int, ...]  # usable clips per rank, rank order
+    rank: int = 0
+    info: DistInfo = DistInfo()
+
+    @property
+    def distributed(self) -> bool:
+        return len(self.counts) > 1
+
+    @property
+    def run(self) -> bool:
+        """Every rank has a clip: a rank with none could not take part in the step's
+        collectives (DDP's gradient all-reduce, PPO's), so then no rank steps."""
+        return min(self.counts) > 0
+
+    @property
+    def share(self) -> float:
+        """This rank's loss weight: DDP averages gradients over ranks, so the weight
+        c_r * W / sum(c) makes that average the mean over every usable clip of the global
+        batch. Exactly 1.0 when the ranks hold as many clips."""
+        c = self.counts
+        return c[self.rank] * len(c) / sum(c)
+
+    def reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` summed over every rank (a new tensor on t's device); `t` itself in one process."""
+        if not self.distributed:
+            return t
+        out = t.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+def step_plan(count: int, info: DistInfo) -> StepPlan:
+    """Agree on a step: one all-reduce (on the host group) of every rank's usable clip count.
+    Every rank must call it at every step. One process: the plan of its own count."""
+    if not info.enabled:
+        return StepPlan((count,))
+    t = torch.zeros(info.world_size, dtype=torch.int64)
+    t[info.rank] = count
+    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=info.host_group)
+    return StepPlan(tuple(int(v) for v in t.tolist()), info.rank, info)
 
 
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo, src: int = 0) -> None:

@@ -221,6 +221,7 @@ def cnn_step(
 def train_step(
     parts: Parts, train_model: torch.nn.Module, train_agent: torch.nn.Module | None, spa_cfg: SPAConfig,
     variant: Variant, cfg: Config, rt: Runtime, batch: dict[str, Any], gen: torch.Generator, update_spa: bool,
+    plan: ddp.StepPlan | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimizer step on one (rank's) batch: stream inputs (SPA's episode with the CNN
     fixed), the CNN step in train.accum_steps micro-batches, then SPA's PPO update on the
@@ -231,22 +232,32 @@ def train_step(
     The inputs and SPA's episode are made for the whole batch and only the CNN's forward and
     backward are split: data, augmentation and episodes are those of accum_steps 1, and an
     accumulated run differs from it only by BatchNorm's batch statistics (none with
-    train.norm_eval) and the order of float sums."""
+    train.norm_eval) and the order of float sums.
+
+    Under torchrun `plan` (ddp.step_plan, agreed by every rank) holds each rank's usable
+    clip count: a rank whose batch lost videos weighs its loss by its share of the global
+    batch, every rank splits into as many micro-batches, and SPA's PPO update runs as many
+    minibatches on every rank (asnet.spa.rollout.ppo_update)."""
     x_ctx, x_sal, episode = stream_inputs(parts.model, parts.agent, variant, cfg, rt, batch, True, gen,
                                           cfg.spa.train_steps)
     labels = batch["label"].to(rt.device, non_blocking=True)
     b = labels.shape[0]
     zero = torch.zeros((), dtype=torch.float64, device=rt.device)
     out = {"loss_sum": zero, "correct": zero, "items": zero + b}
-    bounds = micro_batches(b, cfg.train.accum_steps)
+    accum, share = cfg.train.accum_steps, 1.0
+    if plan is not None and plan.distributed:
+        # The same number of forwards on every rank (a short batch would make fewer).
+        accum, share = min(accum, min(plan.counts)), plan.share
+    bounds = micro_batches(b, accum)
     for j, (lo, hi) in enumerate(bounds):
         xs = x_sal[lo:hi] if x_sal is not None else None
-        loss, logits = cnn_step(parts, train_model, rt, x_ctx[lo:hi], xs, labels[lo:hi], weight=(hi - lo) / b,
+        weight = (hi - lo) / b if share == 1.0 else (hi - lo) / b * share
+        loss, logits = cnn_step(parts, train_model, rt, x_ctx[lo:hi], xs, labels[lo:hi], weight=weight,
                                 first=j == 0, last=j == len(bounds) - 1)
         out["loss_sum"] = out["loss_sum"] + loss.detach().double() * (hi - lo)
         out["correct"] = out["correct"] + (logits.argmax(1) == labels[lo:hi]).sum()
     if episode is not None and update_spa:
-        stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen)  # type: ignore[arg-type]
+        stats = ppo_update(train_agent, parts.agent_optimizer, episode, spa_cfg, gen, plan)  # type: ignore[arg-type]
         out.update(spa_reward=stats["reward"], spa_loss=stats["loss"], spa_updates=zero + 1)
     if episode is not None and _has_gt(batch):
         boxes = clip_to_frame(episode.final_boxes, batch["height"], batch["width"])
@@ -834,11 +845,17 @@ def _train_epoch(parts: Parts, train_model: torch.nn.Module, train_agent: torch.
     for it, batch in enumerate(bar, start=start):
         # An unreadable store file costs its video this epoch, not the run (asnet.data.clips).
         n_skipped += _skipped(batch, f"epoch {epoch}", rows, data.train_ds, "train", epoch)
-        if batch["label"].numel():
+        # Every rank agrees on the step (a collective, called at every step): a rank left
+        # without a clip makes every rank skip it, or its collectives would go unmatched.
+        plan = ddp.step_plan(int(batch["label"].numel()), info)
+        if plan.distributed and not plan.run and info.is_main:
+            log.warning("epoch %d step %d: a process's batch lost all its videos (unreadable), so no process trains "
+                        "this step (%d readable clips unused)", epoch, it, sum(plan.counts))
+        if plan.run:
             with first_step_guard(cfg, variant, data.num_classes, rt, run_dir,
                                   it - start if epoch == first_epoch else None):
                 step = train_step(parts, train_model, train_agent, spa_cfg, variant, cfg, rt, batch, gen,
-                                  update_spa=it % cfg.spa.update_every == 0)
+                                  update_spa=it % cfg.spa.update_every == 0, plan=plan)
             for k, v in step.items():
                 acc[k] += v
             if bar.disable is False and it % PROGRESS_EVERY == 0:  # a host read: not every step
