@@ -366,17 +366,25 @@ def _precheck_validation(ds: ClipDataset, cfg: Config) -> None:
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
+    """This process's RNG state: the CPU generator's and, on a CUDA machine, the current
+    device's only (a process draws on its own GPU; a resume may see fewer or other GPUs)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Restore `_rng_state`'s state. A "cuda" entry with one row per device (every visible
+    device's state) gives the current device its row, or the last row when this machine
+    has more devices than the one that saved it."""
     # RNG states must be CPU byte tensors; checkpoints are loaded onto the run's device.
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        cuda = state["cuda"].cpu()
+        if cuda.dim() == 2:
+            cuda = cuda[min(torch.cuda.current_device(), cuda.shape[0] - 1)]
+        torch.cuda.set_rng_state(cuda.clone())
 
 
 def _diff_keys(a: Any, b: Any, prefix: tuple = ()) -> list[tuple]:

@@ -1,0 +1,83 @@
+"""A resume point written by one number of processes resumes under another (CPU, gloo):
+2 ranks -> 1 process and 1 process -> 2 ranks, with the warning that the run will not
+replay an uninterrupted one. On a CUDA machine the RNG state of the current device alone
+is saved, and a state of several devices restores on a machine that sees fewer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asnet import paths
+from asnet.train import checkpoint
+from asnet.train.loop import _rng_state, _set_rng_state
+
+DATASET, SPLIT, VARIANT = "synthetic_tiny", 1, "asnet"
+TIMEOUT_S = 120
+ARGS = ["-m", "asnet.cli", "train", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT,
+        "--no-progress", "--set", "preset=tiny"]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _train(work: Path, nproc: int, epochs: int) -> str:
+    """`asnet train` for `epochs` in `nproc` processes (torchrun when > 1); its stderr."""
+    launcher = [sys.executable] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    cmd = [*launcher, *ARGS, "--set", f"train.epochs={epochs}"]
+    proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"hung (killed after {TIMEOUT_S} s): {' '.join(cmd)}")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-2000:]}\n{err[-4000:]}"
+    return err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
+def test_resume_with_another_number_of_processes(tiny_workdir: Path, tmp_path: Path, first: int, then: int) -> None:
+    (tmp_path / "data").symlink_to(tiny_workdir / "data", target_is_directory=True)
+    run = tmp_path / paths.run_dir(DATASET, SPLIT, VARIANT)
+    _train(tmp_path, first, epochs=1)
+    saved = checkpoint.load(run / "state" / "last.pt")
+    assert int(saved.get("world_size", 1)) == first and saved["epoch"] == 0
+    err = _train(tmp_path, then, epochs=2)
+    assert f"was written by {first} process(es), resuming with {then}" in err
+    assert "resuming" in err and "from epoch 1" in err
+    final = checkpoint.load(run / "model.pt")
+    assert [h["epoch"] for h in final["history"]] == [0, 1]
+    assert final["history"][0] == saved["history"][0]
+    assert all(torch.isfinite(t).all() for t in final["model"].values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_rng_state_is_the_current_devices() -> None:
+    """The saved state holds one generator (this device's); a state of more devices than
+    this machine has (a resume on fewer GPUs) restores this device's row."""
+    torch.cuda.manual_seed(7)
+    state = _rng_state()
+    assert state["cuda"].dim() == 1
+    want = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(8)
+    _set_rng_state(state)
+    assert torch.equal(torch.rand(3, device="cuda"), want)
+    n = torch.cuda.device_count()
+    rows = torch.stack([torch.cuda.get_rng_state()] * (n + 3))  # more devices than visible here
+    torch.cuda.manual_seed(9)
+    rows[torch.cuda.current_device()] = state["cuda"]
+    _set_rng_state({"torch": state["torch"], "cuda": rows})
+    assert torch.equal(torch.rand(3, device="cuda"), want)
