@@ -609,12 +609,22 @@ def train_job(cfg: Config, dataset: str, split: int, variant: str, log_file: Pat
 def train(cfg: Config, dataset: str, split: int, variant: str, progress: bool = True,
           seed: int | None = None) -> Path:
     """Train one run; the variant's own config changes (fusion, SPA actions/steps) apply, and
-    `seed` (one of `seeds`; None: the config's `seed`) picks the replicate (asnet.seeds)."""
+    `seed` (one of `seeds`; None: the config's `seed`) picks the replicate (asnet.seeds).
+
+    With train.nproc_per_node > 1, outside a torchrun worker, this launches the torchrun job
+    the train rule launches (`train_job`; its resolved configuration goes where the rule's
+    does, beside the rule's log): the key means the same at the command line as under
+    Snakemake, instead of silently training in one process."""
+    from asnet.train.distributed import under_torchrun
     from asnet.train.loop import train_run
 
     if cfg.is_source(dataset):
         raise ConfigError(f"{dataset} is the pretraining source set (no splits, no test videos); "
                           "train it with `asnet pretrain`")
+    if cfg.train.nproc_per_node > 1 and not under_torchrun():
+        s = path_seed(cfg, seed)
+        log_dir = Path("results/logs") / dataset / f"split{split}" / variant / (f"seed{s}" if s is not None else "")
+        return train_job(cfg, dataset, split, variant, log_dir / "train.log", progress, seed)
     run = paths.run_dir(dataset, split, variant, path_seed(cfg, seed))
     cfg = seed_config(run_config(cfg, variant), seed)
     manifest, frames = manifest_of(cfg, dataset, split), _frames_of(dataset)

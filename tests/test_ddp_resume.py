@@ -1,7 +1,8 @@
 """A resume point written by one number of processes resumes under another (CPU, gloo):
 2 ranks -> 1 process and 1 process -> 2 ranks, with the warning that the run will not
 replay an uninterrupted one. On a CUDA machine the RNG state of the current device alone
-is saved, and a state of several devices restores on a machine that sees fewer."""
+is saved, and a state of several devices restores on a machine that sees fewer. And
+`asnet train` with train.nproc_per_node 2 launches the torchrun job itself."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from asnet import paths
+from asnet.config import load_config
 from asnet.train import checkpoint
 from asnet.train.loop import _rng_state, _set_rng_state
 
@@ -81,3 +83,21 @@ def test_cuda_rng_state_is_the_current_devices() -> None:
     rows[torch.cuda.current_device()] = state["cuda"]
     _set_rng_state({"torch": state["torch"], "cuda": rows})
     assert torch.equal(torch.rand(3, device="cuda"), want)
+
+
+
+@pytest.mark.slow
+def test_command_line_nproc_per_node_launches_torchrun(tiny_workdir: Path, tmp_path: Path) -> None:
+    """`asnet train --set train.nproc_per_node=2` without torchrun runs the train rule's
+    torchrun job: 2 gloo ranks, the resolved configuration in the rule's log folder."""
+    (tmp_path / "data").symlink_to(tiny_workdir / "data", target_is_directory=True)
+    cmd = [sys.executable, *ARGS, "--set", "train.epochs=1", "--set", "train.nproc_per_node=2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "torch.distributed.run --standalone --nproc_per_node 2" in proc.stderr
+    assert "2 processes x batch 2 (gloo)" in proc.stderr
+    run = tmp_path / paths.run_dir(DATASET, SPLIT, VARIANT)
+    assert checkpoint.load(run / "state" / "last.pt")["world_size"] == 2
+    assert len(checkpoint.load(run / "model.pt")["history"]) == 1
+    written = tmp_path / "results/logs" / DATASET / f"split{SPLIT}" / VARIANT / "train_config.yaml"
+    assert load_config(written) == load_config(overrides=["preset=tiny", "train.epochs=1", "train.nproc_per_node=2"])
