@@ -152,6 +152,9 @@ class TrainConfig:
     # BatchNorm layers in eval mode while training (MMAction2's norm_eval): the running
     # statistics of the starting weights normalise every batch and are never updated.
     norm_eval: bool = False
+    # Under torchrun, BatchNorm statistics over the global batch (every process's clips),
+    # not each process's batch_size / N; one process: no effect.
+    sync_bn: bool = False
     # cuDNN deterministic algorithms, CUBLAS_WORKSPACE_CONFIG and deterministic pooling
     # backwards: bit-identical CUDA reruns and resumes, at some speed (CPU runs always are).
     deterministic: bool = False
@@ -289,6 +292,7 @@ NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (
     ("input", "normalization"), ("spa", "state_norm"), ("spa", "reward"),
     ("frames", "format"), ("frames", "jpeg_quality"), ("train", "crop_in_workers"),
     ("train", "accum_steps"), ("train", "norm_eval"), ("model", "zero_init_residual"),
+    ("train", "sync_bn"),
 )
 _SECTIONS = {"frames": FramesConfig, "model": ModelConfig, "input": InputConfig, "train": TrainConfig,
              "spa": SPAConfig, "eval": EvalConfig}

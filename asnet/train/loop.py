@@ -19,8 +19,11 @@ the W ranks takes batch_size / W clips, so hyperparameters keep their meaning) a
 minibatch likewise is split (spa.minibatch / W transitions per rank, gradients averaged).
 Each epoch's (seed, epoch)-derived permutation is sharded by a DistributedSampler
 (drop_last: every rank gets floor(N / W) videos); every rank plays the SPA episodes of its
-own shard. BatchNorm is plain per-rank BatchNorm; running statistics follow rank 0 (DDP's
-buffer broadcast, and once more before validation). Validation is sharded and all-reduced,
+own shard. BatchNorm is per-rank BatchNorm over batch_size / W clips, or with
+train.sync_bn over the global batch (asnet.train.sync_bn); running statistics follow rank 0
+(DDP's buffer broadcast, and once more before validation). Every step starts with the ranks'
+agreement on it (ddp.step_plan: unreadable videos may leave a rank short or empty); PPO's
+advantage moments and SPA's state statistics are all-reduced. Validation is sharded and all-reduced,
 as are the training metrics, so the logged numbers, and the LR-plateau decision, are the
 same on every rank and cover all of them. Rank 0 alone writes dvclive logs, `state/last.pt`
 (with every rank's RNG state) and `model.pt` (the unwrapped module's weights: no `module.`
@@ -62,6 +65,7 @@ from asnet.train.first_step import apply_memory_limit, first_step_guard
 from asnet.train.inputs import WorkerCrops, clip_to_frame, context_boxes, fixed_saliency_boxes
 from asnet.train.lock import RunLock
 from asnet.train.stop import StopRequest, TrainingInterrupted, signal_name
+from asnet.train.sync_bn import convert_global_bn
 from asnet.variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -813,6 +817,8 @@ def _wrap_ddp(parts: Parts, cfg: Config, rt: Runtime,
         return parts.model, parts.agent, cfg.spa
     world = info.world_size
     spa_cfg = dataclasses.replace(cfg.spa, minibatch=max(1, cfg.spa.minibatch // world))
+    if cfg.train.sync_bn:  # BatchNorm over the global batch (same parameters and buffers)
+        convert_global_bn(parts.model)
     device_ids = [rt.device.index] if rt.device.type == "cuda" else None
     train_model = DistributedDataParallel(parts.model, device_ids=device_ids)
     train_agent = DistributedDataParallel(parts.agent, device_ids=device_ids) if parts.agent is not None else None
