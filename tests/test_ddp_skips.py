@@ -141,8 +141,9 @@ def test_three_ranks_with_part_of_a_batch_and_a_whole_batch_unreadable(in_tiny_w
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """3 ranks x batch 2 (global 6, one step per epoch): a rank loses one of its two videos in
     epoch 0 (PPO: 3 minibatches on every rank, its own of half the size), and a rank its
-    whole batch in epoch 1 (no rank trains that step)."""
-    overrides = ["preset=tiny", "train.batch_size=6", "spa.minibatch=6"]
+    whole batch in epoch 1 (no rank trains that step). With train.sync_bn (a collective in
+    every training forward) and 2 micro-batches, which the short rank must run as many of."""
+    overrides = ["preset=tiny", "train.batch_size=6", "spa.minibatch=6", "train.sync_bn=true", "train.accum_steps=2"]
     first, second = _shards(overrides, 3, 0), _shards(overrides, 3, 1)
     # Some rank's whole epoch-1 batch, chosen so that epoch 0 keeps a rank with one of its two videos.
     def partial_ranks(victims: set[str]) -> list[int]:
