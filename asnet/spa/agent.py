@@ -84,9 +84,7 @@ class ActorCritic(nn.Module):
         else:
             d = x.shape[1]
             total = reduce(torch.cat([x.new_tensor([float(x.shape[0])]), x.sum(0), x.pow(2).sum(0)]))
-            n = float(total[0])  # one host read per update
-            if n == 0:
-                return
+            n = total[0].clamp(min=1)  # 0-dim float64 on the device: no host read (a step has states)
             mean_b = total[1 : 1 + d] / n
             var_b = (total[1 + d :] / n - mean_b * mean_b).clamp(min=0)
         past = self.state_count.clamp(max=NORM_WINDOW)  # 0-dim float64 on the device: no host read

@@ -37,11 +37,10 @@ def advantages(returns: Tensor, values: Tensor, normalize: bool,
         return adv
     a = adv.double()
     n, total, sq = reduce(torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.pow(2).sum()]))
-    if n <= 1:  # one host read per update: the count decides whether to standardise
-        return adv
     mean = total / n
-    std = ((sq - n * mean * mean).clamp(min=0) / (n - 1)).sqrt()
-    return ((a - mean) / (std + 1e-8)).to(adv.dtype)
+    std = ((sq - n * mean * mean).clamp(min=0) / (n - 1).clamp(min=1)).sqrt()
+    # One advantage in all (n = 1) stays as it is, as in one process; decided on the device.
+    return torch.where(n > 1, (a - mean) / (std + 1e-8), a).to(adv.dtype)
 
 
 def ppo_loss(
