@@ -9,6 +9,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def input_problem(path: Path) -> str | None:
 
 def predict_files(cfg: Config, inputs: list[Path], model: Path, top_k: int = 5, out_csv: Path | None = None,
                   annotate_dir: Path | None = None, classes: Path | None = None, progress: bool = True,
-                  errors_to=sys.stderr) -> PredictResult:
+                  errors_to: TextIO | None = None) -> PredictResult:
     """Score every video of `inputs` with `model` (``load_predictor``): decoded by the
     extraction's decoder with the model's frames protocol, scored by ``score_video`` under its
     test views. Writes `out_csv` (top-k rows per video) and the per-clip scores beside it
@@ -98,7 +99,7 @@ def predict_files(cfg: Config, inputs: list[Path], model: Path, top_k: int = 5, 
 
     def fail(line: str) -> None:
         result.errors.append(line)
-        tqdm.write(f"asnet predict: error: {line}", file=errors_to)
+        tqdm.write(f"asnet predict: error: {line}", file=errors_to or sys.stderr)
 
     todo = []
     for i, f in enumerate(files):

@@ -1,0 +1,111 @@
+"""`asnet predict` (asnet.predict): a tiny trained ASNet on the synthetic test videos' raw
+files gives exactly the scores `evaluate` wrote for them; the CSV, the .npz, the annotated MP4
+(decodable, the input's frame count) and the contact sheet; one error line per bad input,
+the other files still scored, exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from asnet import paths
+from asnet.cli import main
+from asnet.config import load_config
+from asnet.data.synthetic import write_video
+from asnet.train.evaluate import evaluate_run
+from asnet.train.loop import train_run
+
+TINY = ["--set", "preset=tiny", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_workdir: Path) -> Path:
+    """A 1-epoch ASNet run on the tiny synthetic split 1 and its evaluation beside it."""
+    cfg = load_config(overrides=["preset=tiny", "train.epochs=1"])
+    manifest = tiny_workdir / paths.manifest("synthetic_tiny", 1)
+    frames = tiny_workdir / paths.frames_dir("synthetic_tiny")
+    model = train_run(cfg, manifest, frames, tiny_workdir / "predict_run", "asnet", progress=False)
+    evaluate_run(model, manifest, frames, model.parent / "eval", threads=1, progress=False)
+    return model
+
+
+def _test_videos(workdir: Path) -> pd.DataFrame:
+    m = pd.read_csv(workdir / paths.manifest("synthetic_tiny", 1))
+    m = m[m["subset"] == "test"].reset_index(drop=True)
+    return m.assign(file=[workdir / paths.raw_dir("synthetic_tiny") / "videos" / p for p in m["path"]])
+
+
+def _frame_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_predict_equals_evaluate_and_annotates(tiny_workdir: Path, tiny_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    videos = _test_videos(tiny_workdir)
+    out, ann = tmp_path / "pred.csv", tmp_path / "ann"
+    rc = main(["predict", *map(str, videos["file"]), "--model", str(tiny_run), "--top-k", "2", "--out", str(out),
+               "--annotate", str(ann), *TINY])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    ev = np.load(tiny_run.parent / "eval" / "scores.npz")
+    pr = np.load(out.with_suffix(".npz"))
+    assert [Path(v).stem for v in pr["video"]] == list(ev["video"])  # every test video, in the order given
+    for key in ("clip_video", "clip_view", "clip_start"):
+        np.testing.assert_array_equal(pr[key], ev[key])
+    # The same decoder, frames, clips, crops, SPA episode and model: bit-identical scores.
+    assert torch.equal(torch.from_numpy(pr["clip_scores"]), torch.from_numpy(ev["clip_scores"]))
+    assert np.isfinite(pr["clip_box"]).all() and pr["clip_box"].shape == (len(pr["clip_video"]), 4)
+    assert list(pr["classes"]) == ["SwingHorizontal", "SwingVertical", "Circle"]
+    rows = pd.read_csv(out)
+    assert len(rows) == 2 * len(videos) and list(rows.columns[:5]) == ["video", "rank", "class", "label", "prob"]
+    preds = pd.read_csv(tiny_run.parent / "eval" / "predictions.csv")
+    top1 = rows[rows["rank"] == 1].reset_index(drop=True)
+    np.testing.assert_array_equal(top1["label"], preds["pred"])
+    assert all(str(f) in printed for f in videos["file"]) and "SPA box per clip" in printed
+    for f in videos["file"][:2]:
+        mp4, sheet = ann / f"{f.stem}.mp4", ann / f"{f.stem}_sheet.png"
+        assert _frame_count(mp4) == _frame_count(f)  # 25 fps in, 25 fps out: every input frame
+        assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 1000
+
+
+def test_bad_inputs_one_line_each_others_scored(tiny_workdir: Path, tiny_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    good = _test_videos(tiny_workdir)["file"][0]
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    empty = tmp_path / "empty.avi"
+    empty.touch()
+    garbage = tmp_path / "broken.avi"
+    garbage.write_bytes(good.read_bytes()[:200])  # a header cut short: nothing decodes
+    short = tmp_path / "short.avi"  # 3 frames; the model's clips are 4
+    write_video(short, np.full((3, 48, 64, 3), 128, np.uint8), 25)
+    out = tmp_path / "p.csv"
+    rc = main(["predict", str(text), str(empty), str(good), str(garbage), str(short), str(tmp_path / "missing.mp4"),
+               "--model", str(tiny_run), "--out", str(out), *TINY])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("asnet predict: error:")]
+    assert rc == 2
+    assert len(err) == 5
+    expect = {text: "not a video", empty: "empty (0-byte)", garbage: "not a video", short: "at least 0.16 s",
+              tmp_path / "missing.mp4": "no such file"}
+    for path, what in expect.items():
+        assert sum(f"{path}:" in ln and what in ln for ln in err) == 1, (path, err)
+    assert set(pd.read_csv(out)["video"]) == {str(good)}
+
+
+def test_bad_model_files_are_one_line(tiny_workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = str(_test_videos(tiny_workdir)["file"][0])
+    text = tmp_path / "model.pt"
+    text.write_text("not a checkpoint")
+    state = tmp_path / "last.pt"
+    torch.save({"epoch": 1, "weights": torch.zeros(2)}, state)
+    for model, what in ((text, "not a checkpoint that loads safely"), (state, "not a trained run's model.pt"),
+                        (tmp_path / "none.pt", "no such model file")):
+        assert main(["predict", good, "--model", str(model), *TINY]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"asnet predict: error: {model}") and what in err[0], err
