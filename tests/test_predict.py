@@ -109,3 +109,29 @@ def test_bad_model_files_are_one_line(tiny_workdir: Path, tmp_path: Path, capsys
         assert main(["predict", good, "--model", str(model), *TINY]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"asnet predict: error: {model}") and what in err[0], err
+
+
+@pytest.mark.slow
+def test_published_hara_file_uses_its_own_protocol(tiny_workdir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A file named like Hara et al.'s fine-tuned UCF-101 model (random weights, their layout):
+    16-frame clips, 101 classes, names of the dataset report.anchor_datasets maps to."""
+    from asnet.models.resnet3d import BackboneSpec, build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone(BackboneSpec(arch="resnext", depth=101, width=64, cardinality=32, shortcut="B"), 101)
+    state = {f"module.{k}": v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    file = tmp_path / "resnext-101-kinetics-ucf101_split1.pth"
+    torch.save({"epoch": 100, "arch": "resnext-101", "state_dict": state, "optimizer": {}}, file,
+               _use_new_zipfile_serialization=False)
+    video = _test_videos(tiny_workdir)["file"][0]
+    out = tmp_path / "p.csv"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tiny_workdir)  # data/synthetic_tiny/manifests/split1.csv names the classes
+        rc = main(["predict", str(video), "--model", str(file), "--out", str(out), *TINY,
+                   "--set", "report.anchor_datasets={ucf101: synthetic_tiny}"])
+    assert rc == 0, capsys.readouterr().err
+    npz = np.load(out.with_suffix(".npz"))
+    assert npz["clip_scores"].shape == (1, 101)  # 16 frames: one 16-frame clip, one view
+    assert list(npz["classes"][:3]) == ["SwingHorizontal", "SwingVertical", "Circle"] and npz["classes"][3] == "class3"
+    assert np.isnan(npz["clip_box"]).all() and len(pd.read_csv(out)) == 5
