@@ -135,3 +135,12 @@ def test_published_hara_file_uses_its_own_protocol(tiny_workdir: Path, tmp_path:
     assert npz["clip_scores"].shape == (1, 101)  # 16 frames: one 16-frame clip, one view
     assert list(npz["classes"][:3]) == ["SwingHorizontal", "SwingVertical", "Circle"] and npz["classes"][3] == "class3"
     assert np.isnan(npz["clip_box"]).all() and len(pd.read_csv(out)) == 5
+
+
+def test_annotation_keeps_the_input_frame_rate(tiny_run: Path, tmp_path: Path) -> None:
+    """A 50-fps input is scored at the run's 25 fps; its annotated MP4 has every input frame."""
+    t = np.arange(40)[:, None, None, None]
+    video = tmp_path / "fast.avi"
+    write_video(video, np.broadcast_to((t * 6 % 256).astype(np.uint8), (40, 48, 64, 3)).copy(), 50)
+    assert main(["predict", str(video), "--model", str(tiny_run), "--annotate", str(tmp_path / "ann"), *TINY]) == 0
+    assert _frame_count(tmp_path / "ann" / "fast.mp4") == _frame_count(video) == 40

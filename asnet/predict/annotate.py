@@ -1,14 +1,17 @@
 """`asnet predict --annotate DIR`: per video an MP4 of the frames the model saw, SPA's box and
-each clip's predicted label drawn on every frame of the clip, and a contact sheet PNG (a row
-per clip, a column per frame position) to look at in a second."""
+each clip's predicted label drawn on every frame of the clip, at the input's frame rate and
+frame count (each input frame shows the stored frame resampling chose for its time), and a
+contact sheet PNG (a row per clip, a column per frame position) to look at in a second."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from asnet.data.frames import resample_indices
 from asnet.data.store import open_video
 from asnet.predict.model import Predictor
 from asnet.predict.run import Prediction
@@ -30,6 +33,14 @@ def clip_of_frames(frames: np.ndarray, n_frames: int) -> np.ndarray:
     for k in np.flatnonzero(out < 0):
         out[k] = max(int(np.searchsorted(starts, k, side="right")) - 1, 0)
     return out
+
+
+def source_to_stored(src_frames: int, src_fps: float, fps: float, n_stored: int) -> np.ndarray:
+    """For each input frame, the stored frame shown at its time: the last stored frame whose
+    source frame (extraction's nearest-timestamp resampling) is at or before it. -> (src_frames,)"""
+    src_of_stored = resample_indices(src_frames, src_fps, fps)[:n_stored]
+    k = np.searchsorted(src_of_stored, np.arange(src_frames), side="right") - 1
+    return np.clip(k, 0, n_stored - 1)
 
 
 def clip_labels(p: Prediction, pred: Predictor) -> list[str]:
@@ -77,10 +88,11 @@ def annotate(p: Prediction, pred: Predictor, out_dir: Path) -> list[Path]:
 
     mp4 = out_dir / f"{p.path.stem}.mp4"
     width, height = (w * scale) // 2 * 2, (h * scale) // 2 * 2  # yuv420p needs even sides
+    shown = source_to_stored(p.src_frames, p.src_fps, pred.fps, t)
     with av.open(str(mp4), "w") as container:
-        stream = container.add_stream("libx264", rate=round(pred.fps))
+        stream = container.add_stream("libx264", rate=Fraction(p.src_fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for k in range(t):
+        for k in shown:
             c = int(clip[k])
             img = draw_frame(frames[k], box(c), f"{video_label} | clip {c + 1}: {labels[c]}", scale)
             arr = np.asarray(img)[:height, :width]

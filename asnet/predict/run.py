@@ -38,6 +38,7 @@ class Prediction:
     spa_box: np.ndarray | None  # (N, 4) SPA's box of every clip, stored-frame pixels
     frame_hw: tuple[int, int]  # stored frames' (H, W)
     src_fps: float
+    src_frames: int  # frames decoded from the file (before resampling to the protocol's fps)
     stored: Path | None = None  # the decoded frames while they exist (annotation reads them)
 
 
@@ -132,7 +133,7 @@ def predict_files(cfg: Config, inputs: list[Path], model: Path, top_k: int = 5, 
             done[row["video"]] = Prediction(
                 path, views.astype(np.float64).mean(axis=0), views, scored.view_index(), scored.view_starts(),
                 scored.frames.numpy(), None if scored.spa_box is None else scored.spa_box.numpy(),
-                (int(row["height"]), int(row["width"])), float(row["src_fps"]), stored)
+                (int(row["height"]), int(row["width"])), float(row["src_fps"]), int(row["src_frames"]), stored)
         bar.close()
         result.predictions = [done[v] for v, _ in todo if v in done]
         if annotate_dir is not None:
