@@ -88,9 +88,9 @@ def test_bad_inputs_one_line_each_others_scored(tiny_workdir: Path, tiny_run: Pa
     out = tmp_path / "p.csv"
     rc = main(["predict", str(text), str(empty), str(good), str(garbage), str(short), str(tmp_path / "missing.mp4"),
                "--model", str(tiny_run), "--out", str(out), *TINY])
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("asnet predict: error:")]
+    err = capsys.readouterr().err.splitlines()
     assert rc == 2
-    assert len(err) == 5
+    assert len(err) == 5 and all(ln.startswith("asnet predict: error: ") for ln in err), err
     expect = {text: "not a video", empty: "empty (0-byte)", garbage: "not a video", short: "at least 0.16 s",
               tmp_path / "missing.mp4": "no such file"}
     for path, what in expect.items():
