@@ -3,9 +3,8 @@ run's own protocol (clip length, frames, test views) and class names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -125,6 +124,3 @@ def _read_classes(path: Path, n: int) -> tuple[str, ...]:
                           "the dataset the model was trained on")
     return tuple(names)
 
-
-def _fields(obj: Any) -> dict[str, Any]:  # for tests and reports: the protocol without the scorer
-    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "score_fn"}
