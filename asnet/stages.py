@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -98,9 +98,10 @@ def prepare(cfg: Config, dataset: str, progress: bool = True) -> list[Path]:
 
     ds = cfg.dataset(dataset)
     if ds.kind == "synthetic":
-        from asnet.data.synthetic import generate, spec_of
+        from asnet.data.synthetic import SyntheticSpec, generate
 
-        spec = spec_of(ds.synthetic)
+        known = {f.name for f in fields(SyntheticSpec)}
+        spec = SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in ds.synthetic.items() if k in known})
         raw = paths.raw_dir(dataset)
         summary = generate(raw, spec, progress=progress)
         log.info("synthetic dataset in %s: %s", raw, summary)
@@ -784,9 +785,9 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
 
 
 def predict(cfg: Config, inputs: list[Path], model: Path, top_k: int = 5, out_csv: Path | None = None,
-            annotate_dir: Path | None = None, classes: Path | None = None, progress: bool = True) -> Any:
-    """`model` on video files (asnet.predict.run.predict_files); its result's `errors` list the
-    files that could not be scored (the CLI exits 2 when there are any)."""
+            annotate_dir: Path | None = None, classes: Path | None = None, progress: bool = True) -> object:
+    """`model` on video files (asnet.predict.run.predict_files): its PredictResult, whose
+    `errors` list the files that could not be scored (the CLI exits 2 when there are any)."""
     from asnet.device import set_threads
     from asnet.predict.run import predict_files
 

@@ -450,12 +450,9 @@ class _Pool:
     ``Connection`` over a socketpair.
     """
 
-    def __init__(self, n: int, decoder_spec: str, timeout_s: float, quiet: bool = False) -> None:
+    def __init__(self, n: int, decoder_spec: str, timeout_s: float) -> None:
         self.decoder_spec = decoder_spec
         self.timeout_s = timeout_s
-        # quiet: the decoders' own messages (FFmpeg's, decord's) are dropped; each failure's
-        # reason still comes back in its result.
-        self.stderr = subprocess.DEVNULL if quiet else None
         self.slots = [self._start() for _ in range(n)]
 
     def _start(self) -> _Slot:
@@ -471,7 +468,6 @@ class _Pool:
             ],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
-            stderr=self.stderr,
         )
         child.close()
         return _Slot(proc, Connection(parent.detach()))
@@ -888,8 +884,7 @@ def decode_files(
     (its decoder in worker processes killed past `timeout_s`, resampling, resize, loop-padding
     to `min_frames`, stored format): yield each video's index row once its file is in place at
     ``store.store_path(out_dir, video, fmt)`` (order of completion). An excluded video's row
-    says why in ``reason`` (the decoders' own messages are dropped); a failed write raises as
-    in extraction."""
+    says why in ``reason``; a failed write raises as in extraction."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = [{"video": video, "path": str(path), "out": str(store.store_path(out_dir, video, fmt)),
@@ -897,7 +892,7 @@ def decode_files(
               "boxes": None} for video, path in files]
     if not tasks:
         return
-    pool = _Pool(min(workers, len(tasks)), decoder, timeout_s, quiet=True)
+    pool = _Pool(min(workers, len(tasks)), decoder, timeout_s)
     try:
         for res in pool.run(tasks):
             if "write_error" in res:

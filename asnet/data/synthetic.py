@@ -20,9 +20,8 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -115,12 +114,6 @@ class SyntheticSpec:
     def class_names(self) -> tuple[str, ...]:
         """The classes used by this spec (the first ``n_classes`` of CLASS_NAMES)."""
         return CLASS_NAMES[: self.n_classes]
-
-
-def spec_of(params: dict[str, Any]) -> SyntheticSpec:
-    """The SyntheticSpec of a dataset's `synthetic:` section (keys it does not know ignored)."""
-    known = {f.name for f in fields(SyntheticSpec)}
-    return SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ run's own protocol (clip length, frames, test views) and class names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -90,9 +90,11 @@ def _class_names(cfg: Config, model_path: Path, n: int, classes: Path | None) ->
     if dataset is not None and any(d.name == dataset for d in cfg.datasets):
         ds = cfg.dataset(dataset)
         if ds.kind == "synthetic":
-            from asnet.data.synthetic import spec_of
+            from asnet.data.synthetic import SyntheticSpec
 
-            names = spec_of(ds.synthetic).class_names
+            known = {f.name for f in fields(SyntheticSpec)}
+            names = SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in ds.synthetic.items() if k in known}).class_names
         else:
             names = _manifest_names(paths.manifest(dataset, split), n)
     if names is not None and len(names) == n:
