@@ -21,6 +21,7 @@
     asnet anchor-check                           # results/anchor_check.{tex,csv} (Hara's models, our data path)
     asnet localisation                           # results/localisation.{tex,csv} (SPA's IoU vs its bounds)
     asnet report-page --name table6              # results/report/table6.html (a table as a report page)
+    asnet predict VIDEO... --model results/checkpoints/synthetic/split1/asnet/model.pt --annotate out/   # your videos
     asnet run-report --run-dir results/checkpoints/synthetic/split1/asnet   # its curves.png, config.yaml
     asnet runtime                                # results/runtime.csv (benchmark files per stage)
     asnet config --set preset=paper              # the resolved configuration, every key (YAML)
@@ -56,7 +57,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_arg(p: argparse.ArgumentParser, a: Arg) -> None:
-    kw: dict = {"dest": a.dest, "help": a.help}
+    positional = a.flag is not None and not a.flag.startswith("-")
+    kw: dict = {"help": a.help} if positional else {"dest": a.dest, "help": a.help}
+    if a.nargs:
+        kw["nargs"] = a.nargs
     if a.action:
         kw["action"] = a.action
     else:
@@ -65,6 +69,10 @@ def _add_arg(p: argparse.ArgumentParser, a: Arg) -> None:
         if a.choices:
             kw["choices"] = list(a.choices)
             kw["metavar"] = "{" + ",".join(map(str, a.choices)) + "}"
+    if positional:
+        kw["metavar"] = a.name.upper()
+        p.add_argument(a.dest, **kw)
+        return
     if a.default is REQUIRED:
         kw["required"] = True
     else:
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         text = stage.show(result)
         if text:
             print(text)
+        status = stage.status(result)
+        if status:
+            return status
     except EXPECTED_ERRORS as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2

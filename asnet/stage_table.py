@@ -39,6 +39,7 @@ class Arg:
     kwarg: str | None = None  # the function's keyword, when it is not `name`
     flag: str | None = None  # the CLI option, when it is not --<name>
     action: str | None = None  # e.g. store_true (then no type)
+    nargs: str | None = None  # e.g. "+" (a list); with a `flag` without dashes, a positional argument
 
     @property
     def dest(self) -> str:
@@ -65,6 +66,8 @@ class Stage:
     show: Callable[[Any], str] = str
     # False: a command without --config/--set (its function takes no Config).
     uses_config: bool = True
+    # The CLI's exit status after show(result): 2 where the result holds failed inputs.
+    status: Callable[[Any], int] = lambda _: 0
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -102,6 +105,12 @@ def _paper_audit_summary(audit: Any) -> str:
     from asnet.report.paper_audit import summary_lines
 
     return "\n".join(summary_lines(audit))
+
+
+def _predict_summary(result: Any) -> str:
+    from asnet.predict.run import summary
+
+    return summary(result)
 
 
 def _out(default: str, kwarg: str) -> Arg:
@@ -169,6 +178,19 @@ STAGES: dict[str, Stage] = {s.command: s for s in (
     Stage("anchor-check", stages.anchor_check, "Hara et al.'s published fine-tuned models through our data path: "
           "results/anchor_check.{tex,csv}", (_out("anchor_check.tex", "out_tex"),), stages.anchor_check_inputs,
           rules=("anchor_check",), show=lambda df: _table(df.drop(columns=["provenance"]))),
+    Stage("predict", stages.predict, "a trained model.pt (or a published Hara file) on video files: top-k "
+          "classes per video, SPA's box per clip; --out CSV (+ .npz of per-clip scores), --annotate DIR "
+          "(MP4 + contact sheet per video)",
+          (Arg("inputs", Path, flag="inputs", nargs="+", help="video files or folders of them"),
+           Arg("model", Path, help="a run's model.pt (results/checkpoints/<dataset>/split<k>/<variant>/model.pt) "
+               "or one of Hara et al.'s published files"),
+           Arg("top-k", int, 5, kwarg="top_k", help="classes per video (default 5)"),
+           Arg("out", Path, None, kwarg="out_csv", help="CSV of the top-k per video; per-clip scores go "
+               "beside it as <out>.npz"),
+           Arg("annotate", Path, None, kwarg="annotate_dir", help="folder for an MP4 and a contact sheet PNG per video"),
+           Arg("classes", Path, None, help="class names: a manifest CSV or one name a line (default: the "
+               "run's dataset's)")),
+          show=lambda r: _predict_summary(r), status=lambda r: 2 if r.errors else 0),
     Stage("report-page", stages.report_page, "a table (or the audit) as an HTML page of the report: "
           "results/report/<name>.html", (Arg("name", choices=tuple(PAGES)),
                                          Arg("out", Path, None, help="output file (default results/report/<name>.html)")),

@@ -794,6 +794,17 @@ def evaluate(cfg: Config, dataset: str, split: int, variant: str, progress: bool
     )
 
 
+def predict(cfg: Config, inputs: list[Path], model: Path, top_k: int = 5, out_csv: Path | None = None,
+            annotate_dir: Path | None = None, classes: Path | None = None, progress: bool = True) -> object:
+    """`model` on video files (asnet.predict.run.predict_files): its PredictResult, whose
+    `errors` list the files that could not be scored (the CLI exits 2 when there are any)."""
+    from asnet.device import set_threads
+    from asnet.predict.run import predict_files
+
+    set_threads(cfg.train.threads)
+    return predict_files(cfg, inputs, model, top_k, out_csv, annotate_dir, classes, progress)
+
+
 PROBES = ["probe_full", "probe_center", "probe_oracle"]
 
 

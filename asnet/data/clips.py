@@ -257,23 +257,28 @@ class VideoClips(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         video = self.videos[i]
-        stored = open_video(Path(self.files[i]))
-        t, h, w, _ = stored.shape
-        idx = self.clip_frames(t)
-        # Clips tiling a prefix of the video are one slice; padded or spread clips gather
-        # their frames (only those are read).
-        clips = stored.read(idx.reshape(-1))
-        boxes = _load_boxes(self.frames_dir, video)
-        return {
-            "clips": torch.from_numpy(clips.reshape(*idx.shape, h, w, 3)),
-            "frames": torch.from_numpy(idx),
-            "label": self.labels[i],
-            "index": i,
-            "video": video,
-            "height": int(h),
-            "width": int(w),
-            "gt": torch.from_numpy(np.stack([box_union(boxes, row) for row in idx])),
-        }
+        item = test_clips(Path(self.files[i]), self.clip_len, self.views, _load_boxes(self.frames_dir, video))
+        return {**item, "label": self.labels[i], "index": i, "video": video}
+
+
+def test_clips(path: Path, clip_len: int, views: str, boxes: np.ndarray | None = None) -> dict[str, Any]:
+    """The test clips of the stored video file `path` under `views` (``eval_clip_indices``):
+    ``{"clips": uint8 (N, T, H, W, 3), "frames": (N, T) frame indices, "height", "width",
+    "gt": (N, 4)}`` (`boxes`: its actor boxes, (frames, 4), or None: NaN). What ``VideoClips``
+    and `asnet predict` read a video with; an unreadable file raises ``StoreError``."""
+    stored = open_video(Path(path))
+    t, h, w, _ = stored.shape
+    idx = eval_clip_indices(t, clip_len, views)
+    # Clips tiling a prefix of the video are one slice; padded or spread clips gather
+    # their frames (only those are read).
+    clips = stored.read(idx.reshape(-1))
+    return {
+        "clips": torch.from_numpy(clips.reshape(*idx.shape, h, w, 3)),
+        "frames": torch.from_numpy(idx),
+        "height": int(h),
+        "width": int(w),
+        "gt": torch.from_numpy(np.stack([box_union(boxes, row) for row in idx])),
+    }
 
 
 def _pad_stack(tensors: list[torch.Tensor], fill: float) -> torch.Tensor:

@@ -866,3 +866,40 @@ def verify_frames(frames_dir: Path, progress: bool = False) -> StoreCheck:
             except store.StoreError as exc:
                 check.bad.append(str(exc))
     return check
+
+
+def decode_files(
+    files: Sequence[tuple[str, Path]],
+    out_dir: Path,
+    short_side: int,
+    fps: float = 25.0,
+    min_frames: int = 1,
+    timeout_s: float = 120.0,
+    workers: int = 1,
+    decoder: str = DEFAULT_DECODER,
+    fmt: str = "npy",
+    quality: int = store.DEFAULT_JPEG_QUALITY,
+) -> Iterator[dict[str, Any]]:
+    """Decode `files` ((video id, path) pairs) into `out_dir` exactly as ``extract_videos`` does
+    (its decoder in worker processes killed past `timeout_s`, resampling, resize, loop-padding
+    to `min_frames`, stored format): yield each video's index row once its file is in place at
+    ``store.store_path(out_dir, video, fmt)`` (order of completion). An excluded video's row
+    says why in ``reason``; a failed write raises as in extraction."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [{"video": video, "path": str(path), "out": str(store.store_path(out_dir, video, fmt)),
+              "short_side": short_side, "fps": fps, "min_frames": min_frames, "format": fmt, "quality": quality,
+              "boxes": None} for video, path in files]
+    if not tasks:
+        return
+    pool = _Pool(min(workers, len(tasks)), decoder, timeout_s)
+    try:
+        for res in pool.run(tasks):
+            if "write_error" in res:
+                raise _write_error(res["write_error"])
+            if res["status"] != STATUS_EXCLUDED:
+                store.commit_tmp(res.pop("tmp"), store.store_path(out_dir, res["video"], fmt))
+            yield res
+    finally:
+        pool.close()
+        _remove_temp_files(out_dir, {t["video"] for t in tasks})

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 # "tl" / "br" are the start / end of the long side (left / right, or top / bottom).
 VIEW_CROPS = {"hara": ("c",), "mmaction_10x3": ("tl", "c", "br")}
 TOP_K = 5
+# The extras key of SPA's final box per clip (model_scorer's with_boxes): not a per-clip value.
+SPA_BOX = "spa_box"
 
 # (clips uint8 (N, T, H, W, 3), heights (N,), widths (N,), gt boxes (N, 4), context boxes
 # (N, V, 4)) -> softmax scores (N, V, C), or (scores, per-clip extras {name: (N,)}), e.g. IoUs.
@@ -84,6 +87,7 @@ def model_scorer(
     rt: Runtime,
     gen: torch.Generator,
     constant_box: tuple[float, float, float] | None = None,
+    with_boxes: bool = False,
 ) -> ScoreFn:
     """ScoreFn of a trained run (single stream, Siamese or ASNet): the context stream's input
     is each view's box for the conventional context (the variant's own box otherwise: the
@@ -92,7 +96,9 @@ def model_scorer(
 
     On clips with actor boxes the extras are the IoU with the actor of SPA's box (iou_spa),
     of a centre and a random box of SPA's initial size, and of `constant_box` (frame-relative,
-    asnet.spa.bounds: the best constant box of the training clips) as iou_best_constant."""
+    asnet.spa.bounds: the best constant box of the training clips) as iou_best_constant.
+    `with_boxes` adds SPA's final box per clip (frame pixels, (N, 4)) as extras[SPA_BOX]
+    (``score_video`` takes it out of the per-clip values): what `asnet predict` shows."""
     inp, norm = cfg.input, cfg.normalisation()
 
     def score(clips: Tensor, heights: Tensor, widths: Tensor, gt: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -122,6 +128,8 @@ def model_scorer(
             if constant_box is not None:
                 sal["best_constant"] = constant_boxes(constant_box, heights, widths)
             extras = {f"iou_{k}": box_iou(b, gt) for k, b in sal.items()}
+        if with_boxes and episode is not None:
+            extras[SPA_BOX] = clip_to_frame(episode.final_boxes, heights, widths).cpu()
         return torch.stack(views, dim=1).cpu(), extras
 
     return score
@@ -158,6 +166,52 @@ def score_metrics(label: np.ndarray, clip_video: np.ndarray, clip_scores: np.nda
     }, video_scores
 
 
+@dataclass
+class VideoScore:
+    """One video's test views scored: N clips x V spatial views."""
+
+    scores: Tensor  # (N, V, C) softmax of every view
+    boxes: Tensor  # (N, V, 4) the context stream's box of every view, frame pixels
+    frames: Tensor  # (N, T) the frame indices of every clip
+    extras: dict[str, Tensor]  # per-clip values (N,), e.g. IoUs with the actor
+    spa_box: Tensor | None  # (N, 4) SPA's final box of every clip (model_scorer's with_boxes), frame pixels
+
+    def view_scores(self) -> np.ndarray:
+        """(N * V, C) float32: this video's rows of scores.npz's clip_scores, clip-major."""
+        n, v = self.scores.shape[:2]
+        return self.scores.reshape(n * v, -1).float().numpy()
+
+    def view_index(self) -> np.ndarray:
+        """(N * V,) each row's spatial view: scores.npz's clip_view."""
+        n, v = self.scores.shape[:2]
+        return np.tile(np.arange(v), n)
+
+    def view_starts(self) -> np.ndarray:
+        """(N * V,) each row's first frame: scores.npz's clip_start."""
+        return np.repeat(self.frames[:, 0].numpy(), self.scores.shape[1])
+
+
+def score_video(score_fn: ScoreFn, item: dict[str, Any], views: str, max_clips: int = 0) -> VideoScore:
+    """Score one video's test clips (an item of asnet.data.clips.VideoClips: ``clips`` uint8
+    (N, T, H, W, 3), ``frames`` (N, T), ``gt`` (N, 4), ``height``, ``width``) under the `views`
+    protocol: the one scoring path of `evaluate` and `predict`. `max_clips` > 0 keeps the
+    first clips (all their views)."""
+    clips, frames, gt = item["clips"], item["frames"], item["gt"]
+    if max_clips:
+        clips, frames, gt = clips[:max_clips], frames[:max_clips], gt[:max_clips]
+    n = clips.shape[0]
+    hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
+    boxes = view_boxes(views, hs, ws)
+    with torch.no_grad():
+        out = score_fn(clips, hs, ws, gt, boxes)
+    scores, extras = out if isinstance(out, tuple) else (out, {})
+    if scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
+        raise ValueError(f"score_fn returned scores of shape {tuple(scores.shape)}, expected ({n}, {boxes.shape[1]}, C)")
+    extras = dict(extras)
+    spa_box = extras.pop(SPA_BOX, None)
+    return VideoScore(scores, boxes, frames, extras, spa_box)
+
+
 def evaluate_videos(
     score_fn: ScoreFn,
     test_df: pd.DataFrame,
@@ -189,24 +243,14 @@ def evaluate_videos(
     # batch_size=None: one item (all clips of one video) at a time, in the test list's order.
     videos = DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory)
     for i, item in enumerate(tqdm(videos, total=len(ds), desc=f"evaluate {out_dir.name}", disable=not progress)):
-        clips, frames, gt = item["clips"], item["frames"], item["gt"]
-        if max_clips:
-            clips, frames, gt = clips[:max_clips], frames[:max_clips], gt[:max_clips]
-        n = clips.shape[0]
-        hs, ws = torch.full((n,), int(item["height"])), torch.full((n,), int(item["width"]))
-        boxes = view_boxes(views, hs, ws)
-        with torch.no_grad():
-            out = score_fn(clips, hs, ws, gt, boxes)
-        scores, clip_extras = out if isinstance(out, tuple) else (out, {})
-        if scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
-            raise ValueError(f"score_fn returned scores of shape {tuple(scores.shape)}, expected ({n}, {boxes.shape[1]}, C)")
-        n_views = boxes.shape[1]
-        clip_scores.append(scores.reshape(n * n_views, -1).float().numpy())
+        scored = score_video(score_fn, item, views, max_clips)
+        n, n_views = scored.scores.shape[:2]
+        clip_scores.append(scored.view_scores())
         clip_video.append(np.full(n * n_views, i))
-        clip_view.append(np.tile(np.arange(n_views), n))
-        clip_start.append(np.repeat(frames[:, 0].numpy(), n_views))
+        clip_view.append(scored.view_index())
+        clip_start.append(scored.view_starts())
         row = {"video": item["video"], "label": int(item["label"]), "clips": n * n_views}
-        for name, vals in clip_extras.items():
+        for name, vals in scored.extras.items():
             extras.setdefault(name, []).append(vals.float())
             row[name] = float(vals.float().mean())  # per video, for paired tests
         rows.append(row)
@@ -300,6 +344,28 @@ def check_run_config(expected: Config, trained: dict[str, Any], dataset: str, mo
     )
 
 
+def trained_scorer(
+    ck: dict[str, Any],
+    device: str | None = None,
+    constant_box: tuple[float, float, float] | None = None,
+    with_boxes: bool = False,
+) -> tuple[Config, Variant, Runtime, ScoreFn]:
+    """(config, variant, runtime, ScoreFn) of a loaded `model.pt` dict on `device` (default: the run's),
+    in eval mode, SPA's generator seeded with the run's seed: what `evaluate` and `predict`
+    score with (``model_scorer``: `constant_box`, `with_boxes`)."""
+    cfg, variant, model, agent = rebuild_trained(ck)
+    rt = select_runtime(device or cfg.device, cfg.train.amp, cfg.train.channels_last)
+    # Before the first CUDA matmul; no autotuning: each batch is one video's clips, a new shape.
+    configure_backends(rt, cfg.train.deterministic, benchmark=False)
+    model = model.to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    agent = agent.to(rt.device) if agent is not None else None
+    model.eval()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return cfg, variant, rt, model_scorer(model, agent, variant, cfg, rt, gen, constant_box, with_boxes)
+
+
 def evaluate_run(
     model_path: Path,
     manifest_path: Path,
@@ -321,21 +387,13 @@ def evaluate_run(
     ck = checkpoint.load(model_path)
     if expected is not None:
         check_run_config(expected, ck["config"], dataset or "", Path(model_path))
-    cfg, variant, model, agent = rebuild_trained(ck)
-    ev = eval_cfg or cfg.eval
-    rt = select_runtime(device or cfg.device, cfg.train.amp, cfg.train.channels_last)
-    # Before the first CUDA matmul; no autotuning: each batch is one video's clips, a new shape.
-    configure_backends(rt, cfg.train.deterministic, benchmark=False)
-    model = model.to(rt.device)
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    agent = agent.to(rt.device) if agent is not None else None
     manifest = pd.read_csv(manifest_path)
     test_df = manifest[manifest["subset"] == "test"].reset_index(drop=True)
-    model.eval()
     # The ceiling of a pure box prior, fitted on this split's training clips (never the test ones).
-    constant = split_constant_box(Path(manifest_path).resolve(), Path(frames_dir).resolve(), cfg.input.clip_len)
-    scorer = model_scorer(model, agent, variant, cfg, rt, torch.Generator().manual_seed(cfg.seed), constant)
+    constant = split_constant_box(Path(manifest_path).resolve(), Path(frames_dir).resolve(),
+                                  int(ck["config"]["input"]["clip_len"]))
+    cfg, variant, rt, scorer = trained_scorer(ck, device, constant)
+    ev = eval_cfg or cfg.eval
     # Where the weights came from and how inputs were normalised, next to the accuracy.
     provenance = {"pretrained": ck.get("pretrained"), "normalisation": cfg.normalisation().to_dict()}
     return evaluate_videos(scorer, test_df, frames_dir, cfg.input.clip_len, ev.views, out_dir,
