@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from torchrun_job import torchrun_env
 
 from asnet import paths
 from asnet.config import REPO_ROOT, from_dict, load_config, with_overrides
@@ -74,16 +74,10 @@ sys.exit(code)
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _torchrun(cwd: Path, entry: list[str], epochs: int) -> str:
     """Run a 2-process job in `cwd`; returns its combined output (the job must succeed)."""
     cmd = TORCHRUN + entry + TRAIN_ARGS + ["--set", f"train.epochs={epochs}"]
-    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, cwd=cwd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr[-4000:]}"
     return out.stdout + out.stderr
 
@@ -200,7 +194,7 @@ def test_snakemake_rule_launches_torchrun(tmp_path: Path) -> None:
     target = paths.run_dir(DATASET, SPLIT, "single") / "model.pt"
     cmd = [sys.executable, "-m", "snakemake", str(target), "--snakefile", str(REPO_ROOT / "Snakefile"),
            "--directory", str(tmp_path), "--cores", "2", "--configfile", str(tmp_path / "ddp.yaml")]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=torchrun_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     # The rule asked for 2 processes x train.threads (1) cores and no GPU (tiny: device cpu).
     assert "threads: 2" in proc.stderr and "gpu=0" in proc.stderr, proc.stderr[-3000:]

@@ -6,14 +6,13 @@ is saved, and a state of several devices restores on a machine that sees fewer. 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torchrun_job import run_job, torchrun_env
 
 from asnet import paths
 from asnet.config import load_config
@@ -26,27 +25,14 @@ ARGS = ["-m", "asnet.cli", "train", "--dataset", DATASET, "--split", str(SPLIT),
         "--no-progress", "--set", "preset=tiny"]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _train(work: Path, nproc: int, epochs: int) -> str:
     """`asnet train` for `epochs` in `nproc` processes (torchrun when > 1); its stderr."""
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     cmd = [*launcher, *ARGS, "--set", f"train.epochs={epochs}"]
-    proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"hung (killed after {TIMEOUT_S} s): {' '.join(cmd)}")
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-2000:]}\n{err[-4000:]}"
-    return err
+    proc = run_job(cmd, work, TIMEOUT_S, f"{nproc}-process training")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc.stderr
 
 
 @pytest.mark.slow
@@ -92,7 +78,7 @@ def test_command_line_nproc_per_node_launches_torchrun(tiny_workdir: Path, tmp_p
     torchrun job: 2 gloo ranks, the resolved configuration in the rule's log folder."""
     (tmp_path / "data").symlink_to(tiny_workdir / "data", target_is_directory=True)
     cmd = [sys.executable, *ARGS, "--set", "train.epochs=1", "--set", "train.nproc_per_node=2"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=torchrun_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "torch.distributed.run --standalone --nproc_per_node 2" in proc.stderr
     assert "2 processes x batch 2 (gloo)" in proc.stderr

@@ -10,10 +10,7 @@ rank must end with the same parameters, and the epoch log must count every rank'
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DistributedSampler
+from torchrun_job import run_job
 
 from asnet import paths
 from asnet.config import load_config
@@ -47,12 +45,6 @@ def save_state(parts, cfg, epoch, *args, **kwargs):
 loop._save_state = save_state
 sys.exit(cli.main(sys.argv[1:]))
 """
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def _shards(overrides: list[str], world: int, epoch: int) -> list[list[str]]:
@@ -89,17 +81,9 @@ def _run(work: Path, world: int, overrides: list[str], victims: list[str], monke
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world), "spy.py",
            "train", "--dataset", DATASET, "--split", str(SPLIT), "--variant", VARIANT, "--no-progress",
            *[a for o in overrides for a in ("--set", o)]]
-    # A session of its own: on a timeout the whole job (torchrun and its workers) is killed.
-    proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"{world}-rank job with unreadable videos hung (killed after {TIMEOUT_S} s): {' '.join(cmd)}")
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-2000:]}\n{stderr[-4000:]}"
-    return {"stderr": stderr, "final": checkpoint.load(work / paths.run_dir(DATASET, SPLIT, VARIANT) / "model.pt")}
+    proc = run_job(cmd, work, TIMEOUT_S, f"{world}-rank job with unreadable videos")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return {"stderr": proc.stderr, "final": checkpoint.load(work / paths.run_dir(DATASET, SPLIT, VARIANT) / "model.pt")}
 
 
 def _assert_ranks_equal(work: Path, world: int) -> None:

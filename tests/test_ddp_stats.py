@@ -11,15 +11,13 @@ differently.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torchrun_job import run_job
 
 from asnet.config import load_config
 from asnet.models import build_model
@@ -91,12 +89,6 @@ def fresh_agent():
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5)
 
@@ -106,15 +98,8 @@ def test_two_rank_first_step_statistics_equal_one_process(tmp_path: Path) -> Non
     (tmp_path / "worker.py").write_text(WORKER)
     (tmp_path / "inputs.py").write_text(INPUTS)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "worker.py"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"2-rank statistics job hung (killed after {TIMEOUT_S} s)")
-    assert proc.returncode == 0, err[-4000:]
+    proc = run_job(cmd, tmp_path, TIMEOUT_S, "2-rank statistics job")
+    assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
     # One process over the whole batch: plain BatchNorm, the plain mean loss.
