@@ -193,17 +193,13 @@ def ppo_update(
     flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731  (T, B, ...) -> (T*B, ...)
     states, actions, old_lp, ret, adv_f = map(flat, (ep.states, ep.actions, ep.log_probs, returns, adv))
     n = states.shape[0]
-    if distributed:
-        steps = ep.states.shape[0]
-        ns = [steps * c for c in plan.counts]  # type: ignore[union-attr]
-        per_rank = [minibatch_bounds(m, max(ns), spa.minibatch) for m in ns]
-        bounds = per_rank[plan.rank]  # type: ignore[union-attr]
-        world = len(ns)
-        sizes = [[hi - lo for lo, hi in b] for b in per_rank]
-        weights = [sizes[plan.rank][j] * world / sum(s[j] for s in sizes) for j in range(len(bounds))]  # type: ignore[union-attr]
-    else:
-        bounds = [(start, min(start + spa.minibatch, n)) for start in range(0, n, spa.minibatch)]
-        weights = [1.0] * len(bounds)
+    # Every rank's transition count (one process: its own) and this rank's minibatches; a
+    # minibatch's weight is its share over the ranks (exactly 1.0 in one process).
+    ns = [ep.states.shape[0] * c for c in plan.counts] if distributed else [n]  # type: ignore[union-attr]
+    rank = plan.rank if distributed else 0  # type: ignore[union-attr]
+    sizes = [[hi - lo for lo, hi in minibatch_bounds(m, max(ns), spa.minibatch)] for m in ns]
+    bounds = minibatch_bounds(n, max(ns), spa.minibatch)
+    weights = [sizes[rank][j] * len(ns) / sum(s[j] for s in sizes) for j in range(len(bounds))]
     # Sums stay on the device (float64: the same numbers as Python floats of each value).
     totals: dict[str, Tensor] = {}
     count = 0
@@ -219,7 +215,7 @@ def ppo_update(
                 new_lp, old_lp[idx], adv_f[idx], value, ret[idx], dist.entropy().sum(1), spa.clip_eps, spa.c1, spa.c2
             )
             optimizer.zero_grad(set_to_none=True)
-            (loss if weight == 1.0 else loss * weight).backward()
+            (loss * weight).backward()
             optimizer.step()
             if hi == lo:
                 continue

@@ -255,8 +255,7 @@ def train_step(
     bounds = micro_batches(b, accum)
     for j, (lo, hi) in enumerate(bounds):
         xs = x_sal[lo:hi] if x_sal is not None else None
-        weight = (hi - lo) / b if share == 1.0 else (hi - lo) / b * share
-        loss, logits = cnn_step(parts, train_model, rt, x_ctx[lo:hi], xs, labels[lo:hi], weight=weight,
+        loss, logits = cnn_step(parts, train_model, rt, x_ctx[lo:hi], xs, labels[lo:hi], weight=(hi - lo) / b * share,
                                 first=j == 0, last=j == len(bounds) - 1)
         out["loss_sum"] = out["loss_sum"] + loss.detach().double() * (hi - lo)
         out["correct"] = out["correct"] + (logits.argmax(1) == labels[lo:hi]).sum()
